@@ -1,0 +1,1 @@
+"""Sub-commands of ``station`` (see station/cli.py for the contract)."""
