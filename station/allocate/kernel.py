@@ -18,8 +18,8 @@ import numpy as np
 
 from station.allocate.jit import njit
 from station.allocate.layout import (
-    G_DEMAND, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
-    G_VOLTAGE, GO_BOUND, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GUN,
+    G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
+    G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GUN,
     M_IMAX, M_RATED, M_SURPLUS_S, M_VMAX, M_VMIN, MO_DRAINING, MO_GUN, MO_SURPLUS_S, S_AUX,
     S_BESS_AVAILABLE, S_CAPACITY, S_CHARGE_MIN, S_CL_MARGIN, S_CL_SETTLE, S_CL_TOL, S_DT, S_ETA_CHARGE,
     S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID, S_MAX_CHARGE,
@@ -150,7 +150,7 @@ def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p,
 
 @njit
 def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce, p, members):
-    """Discharge the lowest class first (fair within a class); returns what could not be produced."""
+    """Discharge the lowest class first (fair within a class), as far as the offers go."""
     for c in range(n_cls - 1, -1, -1):
         count = 0
         for k in range(cls_start[c], cls_start[c + 1]):
@@ -162,8 +162,7 @@ def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce,
             continue
         produce = fill_down(members, count, depth, eff, produce, p)
         if produce <= EPS:
-            return 0.0
-    return produce
+            return
 
 
 @njit
@@ -220,45 +219,39 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
     bess = 0.0
     shortfall = 0.0
     target = st[S_TARGET]
+    hold = math.nan
     if math.isnan(target):
+        if forced > 0.0 and hi - aux - forced < 0.0:
+            forced = max(0.0, hi - aux)
         support = dis_support if forced <= 0.0 else 0.0
         budget = hi - aux - forced + support
         if budget < -EPS:
-            flags |= F_RAMP_LIMITED
-            budget_bound = GRID
-            hi = cap
-            budget = hi - aux - forced + support
-        if budget < -EPS:
-            forced = 0.0
-            budget = cap - aux + dis_dispatch
-            if budget < -EPS:
-                missing = fill_down_by_class(cls_order, cls_start, n_cls, flexible, depth, eff, -budget, p, members)
-                if missing > EPS:
-                    flags |= F_GRID_OVER_CAP
-            used = dis_dispatch
+            hold = hi
         else:
-            used = support
             left, marginal = fill_up_by_class(cls_order, cls_start, n_cls, everyone, upper, eff, budget, p, members)
-        vehicles = 0.0
-        for g in range(n):
-            vehicles += ac_kw(p[g], eff[g])
-        need = vehicles + aux - hi
-        if need > EPS:
-            bess = min(need, used)
-            flags |= F_BESS_SUPPORT
-        else:
-            headroom = -need
-            charge = max(forced, min(ch_target, headroom))
+            vehicles = 0.0
+            for g in range(n):
+                vehicles += ac_kw(p[g], eff[g])
+            need = vehicles + aux - hi
+            if need > EPS:
+                bess = min(need, support)
+                flags |= F_BESS_SUPPORT
+            else:
+                headroom = -need
+                charge = max(forced, min(ch_target, headroom))
+                if ramped:
+                    charge = max(charge, min(lo_soft - (vehicles + aux), ch, headroom))
+                bess = -min(charge, ch)
+    if not (math.isnan(target) and math.isnan(hold)):
+        if math.isnan(hold):
+            flags |= F_TRACKING
             if ramped:
-                charge = max(charge, min(lo_soft - (vehicles + aux), ch, headroom))
-            bess = -min(charge, ch)
-    else:
-        flags |= F_TRACKING
-        if ramped:
-            want = min(max(target, last - ramp * dt), last + ramp * dt)
+                want = min(max(target, last - ramp * dt), last + ramp * dt)
+            else:
+                want = target
+            want = min(max(want, -export), cap)
         else:
-            want = target
-        want = min(max(want, -export), cap)
+            want = hold
         full = 0.0
         firm_full = 0.0
         flex_min = 0.0
@@ -271,9 +264,10 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
         g_max = full + aux + ch
         g_min = flex_min + aux - dis_dispatch
         goal = min(max(want, g_min), g_max)
-        shortfall = abs(want - goal)
-        if shortfall > TOL:
-            flags |= F_TRACKING_SHORTFALL
+        if math.isnan(hold):
+            shortfall = abs(want - goal)
+            if shortfall > TOL:
+                flags |= F_TRACKING_SHORTFALL
         x = goal - aux
         if x + dis_dispatch >= full - EPS:
             for g in range(n):
@@ -300,7 +294,8 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
                 left, marginal = fill_up_by_class(
                     cls_order, cls_start, n_cls, firm, upper, eff, vb - flex_min, p, members
                 )
-        budget_bound = GRID
+        if math.isnan(hold) or hold >= cap - EPS:
+            budget_bound = GRID
     bess = min(max(bess, -ch), dis_dispatch)
     grid = aux - bess
     v2g = False
@@ -454,6 +449,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
             if draining[m] and available[m]:
                 pending += module_kw_at(mod_in, m, vg)
         deficit = need[g] - have[g] - pending
+        incoming = pending
         while deficit > EPS:
             best_m = -1
             best_cat = 0
@@ -473,14 +469,14 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
                     cat = 0
                 elif ph > pg:
                     cat = 1
-                elif ph == pg and have[h] - kh >= have[g] + kg - EPS:
+                elif ph == pg and have[h] - kh >= have[g] + incoming + kg - EPS:
                     cat = 2
                 else:
                     continue
                 if (
                     best_m < 0
                     or cat < best_cat
-                    or (cat == best_cat and (have[h] > best_have or (have[h] == best_have and m < best_m)))
+                    or (cat == best_cat and (have[h] > best_have or (have[h] == best_have and m > best_m)))
                 ):
                     best_m = m
                     best_cat = cat
@@ -492,6 +488,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
             surplus_s[best_m] = 0.0
             have[h] -= module_kw_at(mod_in, best_m, gun_in[h, G_VOLTAGE])
             deficit -= module_kw_at(mod_in, best_m, vg)
+            incoming += module_kw_at(mod_in, best_m, vg)
 
     cap = np.zeros(n)
     for m in range(nm):
@@ -520,21 +517,29 @@ def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, st
             u = gun_in[g, G_GUN_MAX]
             w = GUN
         u = max(u, 0.0)
-        s = 0.0
+        # closed loop (reference.closed_loop)
+        s = gun_in[g, G_UNDER_S]
+        dcap = gun_in[g, G_DRAW_CAP]
         meas = gun_in[g, G_MEASURED]
         prev = gun_in[g, G_PREV_ALLOC]
-        if not (math.isnan(meas) or math.isnan(prev)):
-            if prev > 0.0 and meas < prev - st[S_CL_TOL]:
-                s = gun_in[g, G_UNDER_S] + dt
+        if not (math.isnan(meas) or math.isnan(prev) or prev <= 0.0):
+            if meas < prev - st[S_CL_TOL]:
+                s += dt
                 if s >= st[S_CL_SETTLE] - EPS:
-                    drawn = max(meas, 0.0) + st[S_CL_MARGIN]
-                    if drawn < u:
-                        u = drawn
-                        w = VEHICLE
+                    dcap = max(meas, 0.0) + st[S_CL_MARGIN]
+            else:
+                s = 0.0
+                dcap += st[S_CL_MARGIN]
+            if dcap >= min(gun_in[g, G_DEMAND], gun_in[g, G_VEHICLE_MAX], gun_in[g, G_GUN_MAX]):
+                dcap = math.inf
+        if dcap < u:
+            u = dcap
+            w = VEHICLE
         upper[g] = u
         why[g] = w
         lower[g] = -max(0.0, min(gun_in[g, G_V2G], gun_in[g, G_GUN_MAX]))
         gun_out[g, GO_UNDER_S] = s
+        gun_out[g, GO_DRAW_CAP] = dcap
 
     # classes: guns sorted by priority (stable: index order inside a class)
     cls_order = np.argsort(gun_in[:, G_PRIORITY], kind="mergesort")

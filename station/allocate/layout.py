@@ -17,14 +17,16 @@ G_EFF = 6
 G_MEASURED = 7
 G_PREV_ALLOC = 8
 G_UNDER_S = 9
-G_IN_COLS = 10
+G_DRAW_CAP = 10
+G_IN_COLS = 11
 
 # per gun, outputs (gun_out[g, col])
 GO_POWER = 0
 GO_BOUND = 1
 GO_MODULE_CAP = 2
 GO_UNDER_S = 3
-GO_COLS = 4
+GO_DRAW_CAP = 4
+GO_COLS = 5
 
 # per module, inputs (mod_in[m, col])
 M_RATED = 0

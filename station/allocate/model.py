@@ -61,6 +61,7 @@ class GunInput:
     measured_kw: float = math.nan  # actual power last cycle (closed loop); nan: not measured
     prev_alloc_kw: float = math.nan  # what it was given last cycle
     under_s: float = 0.0  # state: how long it has drawn less than it was given
+    draw_cap_kw: float = INF  # state: closed-loop cap (inf: the vehicle draws what it is given)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class GunResult:
     bound_by: BoundBy
     module_cap_kw: float  # what its switched-in modules can deliver now (inf without modules)
     under_s: float  # next state
+    draw_cap_kw: float  # next state
 
 
 @dataclass(frozen=True)

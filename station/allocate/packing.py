@@ -94,6 +94,7 @@ def _gun_row(gun) -> list[float]:  # noqa: ANN001 - GunInput
     row[L.G_MEASURED] = gun.measured_kw
     row[L.G_PREV_ALLOC] = gun.prev_alloc_kw
     row[L.G_UNDER_S] = gun.under_s
+    row[L.G_DRAW_CAP] = gun.draw_cap_kw
     return row
 
 
@@ -132,7 +133,7 @@ def unpack(inp: AllocationInput, pk: Packed) -> Allocation:
     go, so, mo = pk.gun_out, pk.st_out, pk.mod_out
     guns = tuple(
         GunResult(g.id, float(go[i, L.GO_POWER]), BoundBy(int(go[i, L.GO_BOUND])), float(go[i, L.GO_MODULE_CAP]),
-                  float(go[i, L.GO_UNDER_S]))
+                  float(go[i, L.GO_UNDER_S]), float(go[i, L.GO_DRAW_CAP]))
         for i, g in enumerate(inp.guns)
     )
     modules = tuple(

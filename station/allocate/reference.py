@@ -9,7 +9,8 @@ One cycle, in order:
 1. **Gun bounds.** Each gun may charge up to the least of its vehicle's demand, its vehicle's limits and
    its own rating, and discharge down to its vehicle's V2G offer.  Closed loop: a gun that has drawn
    less than it was given for ``closed_loop_settle_s`` is capped at its measured power plus a margin,
-   so what it does not take goes to the others next cycle (it can still grow by the margin each cycle).
+   so what it does not take goes to the others next cycle; while it draws all it is given, the cap
+   rises by the margin each cycle, and disappears once it no longer binds (``closed_loop``).
 2. **Module assignment** (when modules are given). A *desired* allocation is computed with every
    reachable module counted; guns whose switched-in modules cannot carry their desired power get free
    modules first (highest class first, then the gun with the least capacity), then modules drained
@@ -20,8 +21,9 @@ One cycle, in order:
    * *Without a dispatch target*: the vehicle budget is the import cap (or the ramp limit) minus the
      auxiliary load plus what the BESS may give above its reserve; classes are served in order, each
      water-filled (max-min fair).  The BESS discharges only as much as the vehicles need above the cap
-     and recharges from headroom towards its target SoC.  Only if the auxiliary load alone breaks the cap
-     does the BESS go below its reserve, and then V2G vehicles discharge.
+     and recharges from headroom towards its target SoC.  If curtailing every vehicle still cannot keep
+     grid power within the window (the auxiliary load alone above the cap, or the ramp back up after an
+     export), the window's top is held like a target, as below.
    * *With a target*: grid power moves towards the target (at the ramp rate) and is held there: the BESS
      (down to ``soc_min``, the reserve exists for this) absorbs or supplies first; then vehicles that
      offered V2G yield (charging less, then discharging, lowest class first); then the others are
@@ -181,28 +183,18 @@ def decide_power(inp: AllocationInput, upper: list[float], lower: list[float]) -
     firm = [g for g in everyone if lower[g] >= -EPS]
 
     target = inp.grid.target_kw
+    hold = math.nan  # a grid power to hold without a target (the top of the window)
     if math.isnan(target):
-        # ------------------------------------------------ no target: serve vehicles within the cap
+        # ------------------------------------------------ no target: serve vehicles within the window
+        if forced > 0 and hi - aux - forced < 0:
+            forced = max(0.0, hi - aux)  # the planner's charge gets only what fits in the window
         support = dis_support if forced <= 0 else 0.0
         budget = hi - aux - forced + support
         if budget < -EPS:
-            # aux alone breaks the ramp window: let the grid go up to the cap before anything else
-            out.flags |= Flag.RAMP_LIMITED
-            out.budget_bound = BoundBy.GRID
-            hi = cap
-            budget = hi - aux - forced + support
-        if budget < -EPS:
-            # aux alone breaks the cap: forget the planner's charge, the BESS may use its reserve,
-            # and vehicles that offered V2G discharge
-            forced = 0.0
-            budget = cap - aux + dis_dispatch
-            if budget < -EPS:
-                missing = fill_down_by_class(flexible, guns, lower, eff, -budget, out.p)
-                if missing > EPS:
-                    out.flags |= Flag.GRID_OVER_CAP
-            used = dis_dispatch
+            # curtailing every vehicle cannot keep the window (after an export, or aux above the cap):
+            # hold its top like a target, with the whole BESS and the V2G vehicles
+            hold = hi
         else:
-            used = support
             for members in by_class(everyone, guns):
                 left = fill_up(members, upper, eff, budget, out.p)
                 if left <= EPS and sum(upper[g] - out.p[g] for g in members) > EPS:
@@ -210,31 +202,35 @@ def decide_power(inp: AllocationInput, upper: list[float], lower: list[float]) -
                     budget = 0.0
                     break
                 budget = left
-        vehicles = sum(ac_kw(out.p[g], eff[g]) for g in everyone)
-        need = vehicles + aux - hi  # BESS discharge needed to stay within the window
-        if need > EPS:
-            out.bess_kw = min(need, used)
-            out.flags |= Flag.BESS_SUPPORT
+            vehicles = sum(ac_kw(out.p[g], eff[g]) for g in everyone)
+            need = vehicles + aux - hi  # BESS discharge needed to stay within the window
+            if need > EPS:
+                out.bess_kw = min(need, support)
+                out.flags |= Flag.BESS_SUPPORT
+            else:
+                headroom = -need
+                charge = max(forced, min(ch_target, headroom))
+                if ramped:  # smooth a sudden drop with the battery rather than hand it to the grid
+                    charge = max(charge, min(lo_soft - (vehicles + aux), ch, headroom))
+                out.bess_kw = -min(charge, ch)
+    if not (math.isnan(target) and math.isnan(hold)):
+        # ------------------------------------------------ hold a grid power: a dispatch target or the window
+        if math.isnan(hold):
+            out.flags |= Flag.TRACKING
+            want = min(max(target, last - ramp * inp.dt_s), last + ramp * inp.dt_s) if ramped else target
+            want = min(max(want, -export), cap)
         else:
-            headroom = -need
-            charge = max(forced, min(ch_target, headroom))
-            if ramped:  # smooth a sudden drop with the battery rather than hand it to the grid
-                charge = max(charge, min(lo_soft - (vehicles + aux), ch, headroom))
-            out.bess_kw = -min(charge, ch)
-    else:
-        # ------------------------------------------------ tracking a dispatch target
-        out.flags |= Flag.TRACKING
-        want = min(max(target, last - ramp * inp.dt_s), last + ramp * inp.dt_s) if ramped else target
-        want = min(max(want, -export), cap)
+            want = hold
         full = sum(ac_kw(upper[g], eff[g]) for g in everyone)
         firm_full = sum(ac_kw(upper[g], eff[g]) for g in firm)
         flex_min = sum(ac_kw(lower[g], eff[g]) for g in flexible)
         g_max = full + aux + ch
         g_min = flex_min + aux - dis_dispatch  # firm guns can be curtailed to zero
         goal = min(max(want, g_min), g_max)
-        out.shortfall_kw = abs(want - goal)
-        if out.shortfall_kw > 1e-6:
-            out.flags |= Flag.TRACKING_SHORTFALL
+        if math.isnan(hold):
+            out.shortfall_kw = abs(want - goal)
+            if out.shortfall_kw > 1e-6:
+                out.flags |= Flag.TRACKING_SHORTFALL
         x = goal - aux  # vehicles minus BESS must equal this
         if x + dis_dispatch >= full - EPS:
             # every vehicle gets what it wants; the BESS absorbs (charges) or supplies the difference
@@ -269,7 +265,8 @@ def decide_power(inp: AllocationInput, upper: list[float], lower: list[float]) -
                         nb = 0.0
                         break
                     nb = left
-        out.budget_bound = BoundBy.GRID
+        if math.isnan(hold) or hold >= cap - EPS:
+            out.budget_bound = BoundBy.GRID
     out.bess_kw = min(max(out.bess_kw, -ch), dis_dispatch)  # float noise only: the cases above respect it
     out.grid_kw = sum(ac_kw(out.p[g], eff[g]) for g in everyone) + aux - out.bess_kw
     if out.grid_kw > cap + 1e-6:
@@ -281,14 +278,13 @@ def decide_power(inp: AllocationInput, upper: list[float], lower: list[float]) -
 
 def fill_down_by_class(
     flexible: list[int], guns: tuple[GunInput, ...], lower: list[float], eff: list[float], produce: float, p: list[float]
-) -> float:
-    """Discharge the lowest class first, fair within a class. Returns what could not be produced."""
+) -> None:
+    """Discharge the lowest class first, fair within a class (as far as the offers go)."""
     depth = [-v for v in lower]
     for members in by_class(flexible, guns, reverse=True):
         produce = fill_down(members, depth, eff, produce, p)
         if produce <= EPS:
-            return 0.0
-    return produce
+            return
 
 
 # ----------------------------------------------------------------------------------------- modules
@@ -392,6 +388,7 @@ def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleSt
             kw(m, g) for m in range(len(mods)) if st.draining[m] and mods[m].available and g in mods[m].allowed
         )
         deficit = need[g] - have[g] - pending
+        incoming = pending  # capacity already on its way to g counts when judging fairness
         while deficit > EPS:
             best: tuple[int, float, int] | None = None
             best_m = -1
@@ -405,11 +402,11 @@ def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleSt
                     category = 0  # surplus where it is
                 elif guns[h].priority > guns[g].priority:
                     category = 1  # a lower class
-                elif guns[h].priority == guns[g].priority and have[h] - kw(m, h) >= have[g] + kw(m, g) - EPS:
+                elif guns[h].priority == guns[g].priority and have[h] - kw(m, h) >= have[g] + incoming + kw(m, g) - EPS:
                     category = 2  # same class, clearly more
                 else:
                     continue
-                key = (category, -have[h], m)
+                key = (category, -have[h], -m)  # like surplus: the last module switched in goes first
                 if best is None or key < best:
                     best, best_m = key, m
             if best is None:
@@ -419,39 +416,56 @@ def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleSt
             st.surplus_s[best_m] = 0.0
             have[h] -= kw(best_m, h)
             deficit -= kw(best_m, g)
+            incoming += kw(best_m, g)
     return st, capacity()
 
 
 # ----------------------------------------------------------------------------------------- top level
 
 
-def gun_bounds(inp: AllocationInput) -> tuple[list[float], list[BoundBy], list[float], list[float]]:
-    """Charging upper bound with its reason, V2G lower bound, and the closed-loop state per gun."""
+def closed_loop(inp: AllocationInput, g: GunInput) -> tuple[float, float]:
+    """Next (under_s, draw_cap_kw) of a gun from what it drew against what it was given.
+
+    Drawing less than given for ``settle_s`` caps it at what it draws plus a margin; drawing all it is
+    given raises the cap by one margin per cycle (it probes upward) until the cap no longer binds.
+    Without a measurement the state is kept as it is."""
     prm = inp.params
-    upper, why, lower, under = [], [], [], []
+    s, cap = g.under_s, g.draw_cap_kw
+    if math.isnan(g.measured_kw) or math.isnan(g.prev_alloc_kw) or g.prev_alloc_kw <= 0:
+        return s, cap
+    if g.measured_kw < g.prev_alloc_kw - prm.closed_loop_tolerance_kw:
+        s += inp.dt_s
+        if s >= prm.closed_loop_settle_s - EPS:
+            cap = max(g.measured_kw, 0.0) + prm.closed_loop_margin_kw
+    else:
+        s = 0.0
+        cap += prm.closed_loop_margin_kw
+    if cap >= min(g.demand_kw, g.vehicle_max_kw, g.gun_max_kw):
+        cap = INF
+    return s, cap
+
+
+def gun_bounds(inp: AllocationInput) -> tuple[list[float], list[BoundBy], list[float], list[tuple[float, float]]]:
+    """Charging upper bound with its reason, V2G lower bound, and the next closed-loop state per gun."""
+    upper, why, lower, state = [], [], [], []
     for g in inp.guns:
         veh = min(g.demand_kw, g.vehicle_max_kw)
         u, w = (veh, BoundBy.VEHICLE) if veh <= g.gun_max_kw else (g.gun_max_kw, BoundBy.GUN)
         u = max(u, 0.0)
-        s = 0.0
-        if not (math.isnan(g.measured_kw) or math.isnan(g.prev_alloc_kw)):
-            if g.prev_alloc_kw > 0 and g.measured_kw < g.prev_alloc_kw - prm.closed_loop_tolerance_kw:
-                s = g.under_s + inp.dt_s
-                if s >= prm.closed_loop_settle_s - EPS:
-                    drawn = max(g.measured_kw, 0.0) + prm.closed_loop_margin_kw
-                    if drawn < u:
-                        u, w = drawn, BoundBy.VEHICLE
+        s, cap = closed_loop(inp, g)
+        if cap < u:
+            u, w = cap, BoundBy.VEHICLE
         upper.append(u)
         why.append(w)
         lower.append(-max(0.0, min(g.v2g_kw, g.gun_max_kw)))
-        under.append(s)
-    return upper, why, lower, under
+        state.append((s, cap))
+    return upper, why, lower, state
 
 
 def allocate(inp: AllocationInput) -> Allocation:
     """The whole decision for one cycle (pure: same input, same output)."""
     n = len(inp.guns)
-    upper, why, lower, under = gun_bounds(inp)
+    upper, why, lower, loop_state = gun_bounds(inp)
     module_cap = [INF] * n
     mod_results: tuple[ModuleResult, ...] = ()
     if inp.modules:
@@ -482,7 +496,7 @@ def allocate(inp: AllocationInput) -> Allocation:
             bound = BoundBy.PRIORITY
         else:
             bound = dec.budget_bound
-        results.append(GunResult(gun.id, p, bound, module_cap[g], under[g]))
+        results.append(GunResult(gun.id, p, bound, module_cap[g], *loop_state[g]))
         if bound == BoundBy.RAMP:
             dec.flags |= Flag.RAMP_LIMITED
     unserved = sum(max(0.0, g.demand_kw - max(dec.p[i], 0.0)) for i, g in enumerate(inp.guns))

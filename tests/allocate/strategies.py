@@ -18,11 +18,12 @@ def guns(draw: st.DrawFn, n: int, uniform_eff: float | None, with_v2g: bool, clo
         demand = draw(st.one_of(st.just(0.0), st.floats(0.0, 400.0)))
         v2g = draw(st.one_of(st.just(0.0), st.floats(0.0, 150.0))) if with_v2g else 0.0
         eff = uniform_eff if uniform_eff is not None else draw(st.floats(0.85, 1.0))
-        measured, prev, under = NAN, NAN, 0.0
+        measured, prev, under, draw_cap = NAN, NAN, 0.0, math.inf
         if closed_loop and draw(st.booleans()):
             prev = draw(st.floats(0.0, 400.0))
             measured = draw(st.floats(0.0, 400.0))
             under = draw(st.sampled_from([0.0, 0.5, 1.99, 2.5]))
+            draw_cap = draw(st.one_of(st.just(math.inf), st.floats(0.0, 400.0)))
         out.append(
             GunInput(
                 id=f"G{i}",
@@ -36,6 +37,7 @@ def guns(draw: st.DrawFn, n: int, uniform_eff: float | None, with_v2g: bool, clo
                 measured_kw=measured,
                 prev_alloc_kw=prev,
                 under_s=under,
+                draw_cap_kw=draw_cap,
             )
         )
     return tuple(out)
