@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 from station.cli import dispatch
 
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "sim": "hil.commands.sim",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,184 @@
+"""The whole station as a plant for the offline simulator: vehicles on guns, module banks, BESS, meter.
+
+Built from the same plant models as the device simulators and the HIL bench (``hil.plant``); only the
+stepping is arranged for long runs at coarse steps (0.1-10 s):
+
+* The power modules switched to one gun share its current equally (as a cabinet's current sharing
+  does), so a gun's bank is stepped as one: its capacity is the sum of its modules' limits at the gun's
+  voltage, its loss is ``n * loss(p / n)`` from ``ModuleRating.loss_kw``, and it ramps at ``n`` times a
+  module's ramp. A module's first-order lag (tens of ms) is below any step used here. Idle modules
+  (no current) are switched off and lose nothing.
+* A faulted module trips at once: its share of the gun's power is gone in the same step.
+* The charger delivers ``min(what the controller allows, what the modules can, what the BMS asks)``,
+  as a GB/T charger in current-limit mode does.
+
+``measure(obs)`` writes what the controller could know (late and noisy grid meter, BMS values) into an
+:class:`~station.control.observation.Observation`; ``step(decision, dt)`` applies a decision and
+returns the true power flows, which the scorekeeping uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.plant import BatteryStorage, BessRating, GridMeter, MeterRating, ModuleRating, Vehicle, VehicleSpec
+from station.config import StationConfig
+from station.control.observation import Decision, Observation
+
+
+@dataclass
+class StepFlows:
+    """True power flows over one step (averages, kW)."""
+
+    gun_kw: np.ndarray  # at the vehicle terminals
+    gun_ac_kw: np.ndarray  # drawn from the AC bus (module losses included)
+    bess_kw: float
+    grid_kw: float
+
+
+class StationPlant:
+    def __init__(self, cfg: StationConfig, *, bess_initial_soc: float | None = None,
+                 meter: MeterRating = MeterRating()) -> None:
+        self.cfg = cfg
+        guns = cfg.guns()
+        self.n = len(guns)
+        self.gun_ids = [g.id for g in guns]
+        self.gun_max_kw = np.array([g.max_power_kw for g in guns])
+        self.gun_max_a = np.array([g.max_current_a for g in guns])
+        # modules of one cabinet are identical: the bank of a gun is counted per cabinet
+        self.cabinet_ratings = [
+            ModuleRating(rated_kw=c.modules.rated_kw, min_voltage_v=c.modules.min_voltage_v,
+                         max_voltage_v=c.modules.max_voltage_v, max_current_a=c.modules.max_current_a,
+                         efficiency=c.modules.efficiency, ramp_kw_per_s=c.modules.ramp_kw_per_s)
+            for c in cfg.cabinets
+        ]
+        cab_index = {c.id: i for i, c in enumerate(cfg.cabinets)}
+        self.module_cabinet = np.array([cab_index[c.id] for c, _ in cfg.modules()], dtype=np.int64)
+        self.module_ids = cfg.module_ids()
+        self.m = len(self.module_ids)
+        self.module_faulted = np.zeros(self.m, dtype=np.bool_)
+        self.module_gun = np.full(self.m, -1, dtype=np.int64)
+        self.module_current_a = np.zeros(self.m)
+        self.vehicles: list[Vehicle | None] = [None] * self.n
+        self.gun_out_of_service = np.zeros(self.n, dtype=np.bool_)
+        self.not_drawing = np.zeros(self.n, dtype=np.bool_)  # fault: the vehicle stops drawing current
+        self.last_gun_kw = np.zeros(self.n)
+        self.last_voltage_v = np.full(self.n, math.nan)
+        b = cfg.bess
+        self.bess: BatteryStorage | None = None
+        if b is not None:
+            rating = BessRating(capacity_kwh=b.capacity_kwh, max_charge_kw=b.max_charge_kw,
+                                max_discharge_kw=b.max_discharge_kw, soc_min=b.soc_min, soc_max=b.soc_max,
+                                charge_efficiency=b.charge_efficiency, discharge_efficiency=b.discharge_efficiency)
+            self.bess = BatteryStorage(rating, b.initial_soc if bess_initial_soc is None else bess_initial_soc)
+        self.meter = GridMeter(meter)
+        self.meter_frozen_at: float | None = None
+        self.meter.observe(0.0, cfg.grid.aux_load_kw)
+        self.aux_kw = cfg.grid.aux_load_kw
+
+    # ---- sessions ---------------------------------------------------------------------------------------
+
+    def plug(self, gun: int, spec: VehicleSpec) -> Vehicle:
+        if self.vehicles[gun] is not None:
+            raise ValueError(f"gun {self.gun_ids[gun]} is occupied")
+        v = Vehicle(spec)
+        self.vehicles[gun] = v
+        self.last_gun_kw[gun] = 0.0
+        return v
+
+    def unplug(self, gun: int) -> Vehicle | None:
+        v, self.vehicles[gun] = self.vehicles[gun], None
+        self.last_gun_kw[gun] = 0.0
+        self.last_voltage_v[gun] = math.nan
+        return v
+
+    # ---- what the controller sees -------------------------------------------------------------------------
+
+    def measure(self, obs: Observation, t_s: float) -> None:
+        for g, v in enumerate(self.vehicles):
+            on = v is not None and not self.gun_out_of_service[g]
+            obs.connected[g] = on
+            if not on:
+                obs.demand_kw[g] = 0.0
+                obs.vehicle_max_kw[g] = 0.0
+                obs.v2g_kw[g] = 0.0
+                obs.voltage_v[g] = math.nan
+                obs.measured_kw[g] = math.nan
+                obs.energy_wanted_kwh[g] = math.nan
+                obs.departure_s[g] = math.nan
+                continue
+            s = v.spec
+            obs.demand_kw[g] = v.demand_kw()
+            obs.vehicle_max_kw[g] = s.max_current_a * s.max_voltage_v / 1000.0
+            obs.v2g_kw[g] = v.v2g_available_kw()
+            volts = self.last_voltage_v[g]
+            obs.voltage_v[g] = v.terminal_voltage_v(0.0) if math.isnan(volts) else volts
+            obs.measured_kw[g] = self.last_gun_kw[g]
+            obs.energy_wanted_kwh[g] = v.energy_wanted_kwh()
+            obs.departure_s[g] = s.departure_s
+        obs.module_available[:] = ~self.module_faulted
+        obs.module_current_a[:] = self.module_current_a
+        if self.bess is not None:
+            obs.bess_available = self.bess.available
+            obs.bess_soc = self.bess.soc
+            obs.bess_max_charge_kw = self.bess.charge_limit_kw()
+            obs.bess_max_discharge_kw = self.bess.discharge_limit_kw()
+        reading_at = t_s if self.meter_frozen_at is None else self.meter_frozen_at
+        obs.grid_measured_kw = self.meter.reading(reading_at)
+
+    # ---- physics ------------------------------------------------------------------------------------------
+
+    def step(self, t_s: float, decision: Decision, dt_s: float) -> StepFlows:
+        """Apply ``decision`` over [t_s, t_s + dt_s]."""
+        if decision.module_gun is None:
+            raise ValueError("a decision must carry a module assignment (run the module layer first)")
+        self.module_gun[:] = decision.module_gun
+        working = (self.module_gun >= 0) & ~self.module_faulted
+        n_cab = len(self.cabinet_ratings)
+        bank = np.bincount(self.module_gun[working] * n_cab + self.module_cabinet[working],
+                           minlength=self.n * n_cab).reshape(self.n, n_cab)
+        gun_kw = np.zeros(self.n)
+        gun_ac = np.zeros(self.n)
+        current_a = np.zeros(self.n)
+        for g, v in enumerate(self.vehicles):
+            if v is None:
+                continue
+            counts = [(int(c), self.cabinet_ratings[i]) for i, c in enumerate(bank[g]) if c]
+            volts = v.terminal_voltage_v(0.0) if math.isnan(self.last_voltage_v[g]) else self.last_voltage_v[g]
+            cmd = 0.0 if self.gun_out_of_service[g] else float(decision.gun_kw[g])
+            current = self._current(g, v, counts, volts, cmd, dt_s)
+            p = v.step(current, dt_s)
+            self.last_voltage_v[g] = v.terminal_voltage_v(current)
+            gun_kw[g] = p
+            if counts and p != 0.0:
+                share = p / sum(c for c, _ in counts)  # equal current sharing: each module carries p / n
+                gun_ac[g] = p + sum(c * r.loss_kw(share) for c, r in counts)
+                current_a[g] = abs(current)
+        n_per_gun = bank.sum(axis=1)
+        per_module = np.divide(current_a, n_per_gun, out=np.zeros(self.n), where=n_per_gun > 0)
+        self.module_current_a[:] = np.where(working, per_module[np.maximum(self.module_gun, 0)], 0.0)
+        self.last_gun_kw[:] = gun_kw
+        bess_kw = 0.0
+        if self.bess is not None:
+            self.bess.setpoint_kw = decision.bess_kw
+            self.bess.step(dt_s)
+            bess_kw = self.bess.power_kw
+        grid = float(gun_ac.sum()) + self.aux_kw - bess_kw
+        self.meter.observe(t_s + dt_s, grid)
+        return StepFlows(gun_kw, gun_ac, bess_kw, grid)
+
+    def _current(self, g: int, v: Vehicle, counts: list[tuple[int, ModuleRating]], volts: float, cmd_kw: float,
+                 dt_s: float) -> float:
+        """The current the charger delivers: bounded by the command, the modules and the BMS request."""
+        cap_a = min(float(self.gun_max_a[g]), sum(c * r.max_current_at(volts) for c, r in counts))
+        ramp_kw = sum(c * r.ramp_kw_per_s for c, r in counts) * dt_s
+        prev = self.last_gun_kw[g]
+        cmd_kw = min(max(cmd_kw, prev - ramp_kw), prev + ramp_kw)
+        if cmd_kw >= 0.0:
+            asked = 0.0 if self.not_drawing[g] else v.accepted_current_a()
+            return min(v.current_for_power(cmd_kw), cap_a, asked)
+        offer = v.v2g_available_kw()
+        return max(v.current_for_power(max(cmd_kw, -offer)), -cap_a)
