@@ -9,6 +9,7 @@ from station.cli import dispatch
 
 COMMANDS: dict[str, str] = {
     "sim": "hil.commands.sim",
+    "compare": "hil.commands.compare",
 }
 
 
