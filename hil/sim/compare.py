@@ -21,7 +21,7 @@ POLICY_ORDER = ["ours", "equal-share", "priority-share", "llf", "uncontrolled"]
 
 COLUMNS = [
     ("policy", "policy", "{}"),
-    ("energy_charged_kwh", "charged kWh", "{:.0f}"),
+    ("energy_net_kwh", "net kWh to vehicles", "{:.0f}"),
     ("energy_delivered_kwh", "delivered kWh", "{:.0f}"),
     ("demand_met", "demand met", "{:.1%}"),
     ("sessions_short", "left short", "{}"),
@@ -52,7 +52,7 @@ def compare(scenario: Any, policies: list[str] | None = None, step_s: float | No
     bound = perfect_foresight(cfg, scenario.plugs(cfg), scenario, step_s=bound_step_s)
     best = float(bound.energy_delivered_kwh)
     for m in rows:
-        m["bound_fraction"] = round(m["energy_charged_kwh"] / best, 5) if best > 0 else None
+        m["bound_fraction"] = round(m["energy_net_kwh"] / best, 5) if best > 0 else None
     ours = next((m for m in rows if m["policy"] == "ours"), None)
     if ours is not None:
         ours["expectations"] = check_expectations(ours, scenario.expect)
@@ -76,7 +76,7 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     others = [m for m in rows if m["policy"] != "ours"]
     return {
         "zero_cap_violations": ours["cap_violations"] == 0,
-        "beats_every_baseline": all(ours["energy_charged_kwh"] >= m["energy_charged_kwh"] - 1e-6
+        "beats_every_baseline": all(ours["energy_net_kwh"] >= m["energy_net_kwh"] - 1e-6
                                     for m in others if m["cap_violations"] == 0),
         "baselines_breaking_the_cap": [m["policy"] for m in others if m["cap_violations"] > 0],
         "bound_fraction": ours.get("bound_fraction"),
@@ -98,7 +98,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                 cells.append("-" if v is None else fmt.format(v))
         lines.append("| " + " | ".join(cells) + " |")
     b = result["bound"]
-    lines.append(f"\nPerfect-foresight bound: {b['energy_delivered_kwh']:.0f} kWh charged "
+    lines.append(f"\nPerfect-foresight bound: {b['energy_delivered_kwh']:.0f} kWh net to vehicles "
                  f"(LP at {b['step_s']:g} s, solved in {b['solve_s']:.1f} s, {b['status']}).")
     return "\n".join(lines)
 
@@ -124,10 +124,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{result['scenario']}: grid power by policy")
     ax.legend(fontsize=7)
     names = [m["policy"] for m in result["policies"]] + ["bound"]
-    values = [m["energy_charged_kwh"] for m in result["policies"]] + [result["bound"]["energy_delivered_kwh"]]
+    values = [m["energy_net_kwh"] for m in result["policies"]] + [result["bound"]["energy_delivered_kwh"]]
     colors = ["tab:red" if m["cap_violations"] else "tab:blue" for m in result["policies"]] + ["grey"]
     ax2.bar(names, values, color=colors)
-    ax2.set_ylabel("kWh charged (red: broke the cap)")
+    ax2.set_ylabel("net kWh to vehicles (red: broke the cap)")
     ax2.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -5,7 +5,8 @@ Definitions (documented for users in docs/simulation.md):
 * energy requested/delivered per session: stored in the pack towards the driver's target SoC;
   a session *left short* ended more than 1 % of capacity below its target; vehicles turned away (no
   compatible gun free) are counted separately and are not "short" (no policy could serve them);
-* charged kWh: at the vehicle terminals (what the perfect-foresight bound maximises);
+* charged kWh: at the vehicle terminals; net kWh: charged minus V2G discharged, at the terminals (what the
+  perfect-foresight bound maximises, and what the comparison ranks policies by);
 * a *cap violation* is a step whose true grid import exceeds the import cap in force by more than
   ``CAP_TOLERANCE_KW`` (the meter's noise level); the worst excess is reported without tolerance;
 * dispatch tracking error: grid minus target over every step that has a target, from the first step of
@@ -59,6 +60,7 @@ def metrics(res: SimResult, settle_tolerance_kw: float = 20.0) -> dict[str, Any]
         "energy_requested_kwh": round(requested, 3),
         "energy_delivered_kwh": round(delivered, 3),
         "energy_charged_kwh": round(sum(s.charged_kwh for s in plugged), 3),
+        "energy_net_kwh": round(sum(s.charged_kwh - s.discharged_kwh for s in plugged), 3),
         "demand_met": round(delivered / requested, 5) if requested > 0 else 1.0,
         "sessions_short": sum(1 for s in plugged if s.left_short),
         "peak_import_kw": round(float(grid.max(initial=0.0)), 3),
