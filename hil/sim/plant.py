@@ -98,27 +98,31 @@ class StationPlant:
     # ---- what the controller sees -------------------------------------------------------------------------
 
     def measure(self, obs: Observation, t_s: float) -> None:
+        nan = math.nan
+        n = self.n
+        on, demand, vmax, v2g, volts, measured, wanted, departs = ([False] * n, [0.0] * n, [0.0] * n, [0.0] * n,
+                                                                    [nan] * n, [nan] * n, [nan] * n, [nan] * n)
         for g, v in enumerate(self.vehicles):
-            on = v is not None and not self.gun_out_of_service[g]
-            obs.connected[g] = on
-            if not on:
-                obs.demand_kw[g] = 0.0
-                obs.vehicle_max_kw[g] = 0.0
-                obs.v2g_kw[g] = 0.0
-                obs.voltage_v[g] = math.nan
-                obs.measured_kw[g] = math.nan
-                obs.energy_wanted_kwh[g] = math.nan
-                obs.departure_s[g] = math.nan
+            if v is None or self.gun_out_of_service[g]:
                 continue
             s = v.spec
-            obs.demand_kw[g] = v.demand_kw()
-            obs.vehicle_max_kw[g] = s.max_current_a * s.max_voltage_v / 1000.0
-            obs.v2g_kw[g] = v.v2g_available_kw()
-            volts = self.last_voltage_v[g]
-            obs.voltage_v[g] = v.terminal_voltage_v(0.0) if math.isnan(volts) else volts
-            obs.measured_kw[g] = self.last_gun_kw[g]
-            obs.energy_wanted_kwh[g] = v.energy_wanted_kwh()
-            obs.departure_s[g] = s.departure_s
+            on[g] = True
+            demand[g] = v.demand_kw()
+            vmax[g] = s.max_current_a * s.max_voltage_v / 1000.0
+            v2g[g] = v.v2g_available_kw()
+            last_v = self.last_voltage_v[g]
+            volts[g] = v.terminal_voltage_v(0.0) if math.isnan(last_v) else last_v
+            measured[g] = self.last_gun_kw[g]
+            wanted[g] = v.energy_wanted_kwh()
+            departs[g] = s.departure_s
+        obs.connected[:] = on
+        obs.demand_kw[:] = demand
+        obs.vehicle_max_kw[:] = vmax
+        obs.v2g_kw[:] = v2g
+        obs.voltage_v[:] = volts
+        obs.measured_kw[:] = measured
+        obs.energy_wanted_kwh[:] = wanted
+        obs.departure_s[:] = departs
         obs.module_available[:] = ~self.module_faulted
         obs.module_current_a[:] = self.module_current_a
         if self.bess is not None:
@@ -140,15 +144,18 @@ class StationPlant:
         n_cab = len(self.cabinet_ratings)
         bank = np.bincount(self.module_gun[working] * n_cab + self.module_cabinet[working],
                            minlength=self.n * n_cab).reshape(self.n, n_cab)
-        gun_kw = np.zeros(self.n)
-        gun_ac = np.zeros(self.n)
-        current_a = np.zeros(self.n)
+        gun_kw = [0.0] * self.n
+        gun_ac = [0.0] * self.n
+        current_a = [0.0] * self.n
+        banks = bank.tolist()
+        commands = decision.gun_kw.tolist()
+        last_volts = self.last_voltage_v.tolist()
         for g, v in enumerate(self.vehicles):
             if v is None:
                 continue
-            counts = [(int(c), self.cabinet_ratings[i]) for i, c in enumerate(bank[g]) if c]
-            volts = v.terminal_voltage_v(0.0) if math.isnan(self.last_voltage_v[g]) else self.last_voltage_v[g]
-            cmd = 0.0 if self.gun_out_of_service[g] else float(decision.gun_kw[g])
+            counts = [(c, self.cabinet_ratings[i]) for i, c in enumerate(banks[g]) if c]
+            volts = v.terminal_voltage_v(0.0) if math.isnan(last_volts[g]) else last_volts[g]
+            cmd = 0.0 if self.gun_out_of_service[g] else commands[g]
             current = self._current(g, v, counts, volts, cmd, dt_s)
             p = v.step(current, dt_s)
             self.last_voltage_v[g] = v.terminal_voltage_v(current)
@@ -158,17 +165,18 @@ class StationPlant:
                 gun_ac[g] = p + sum(c * r.loss_kw(share) for c, r in counts)
                 current_a[g] = abs(current)
         n_per_gun = bank.sum(axis=1)
-        per_module = np.divide(current_a, n_per_gun, out=np.zeros(self.n), where=n_per_gun > 0)
+        per_module = np.divide(np.array(current_a), n_per_gun, out=np.zeros(self.n), where=n_per_gun > 0)
         self.module_current_a[:] = np.where(working, per_module[np.maximum(self.module_gun, 0)], 0.0)
         self.last_gun_kw[:] = gun_kw
+        gun_kw_arr = np.array(gun_kw)
         bess_kw = 0.0
         if self.bess is not None:
             self.bess.setpoint_kw = decision.bess_kw
             self.bess.step(dt_s)
             bess_kw = self.bess.power_kw
-        grid = float(gun_ac.sum()) + self.aux_kw - bess_kw
+        grid = sum(gun_ac) + self.aux_kw - bess_kw
         self.meter.observe(t_s + dt_s, grid)
-        return StepFlows(gun_kw, gun_ac, bess_kw, grid)
+        return StepFlows(gun_kw_arr, np.array(gun_ac), bess_kw, grid)
 
     def _current(self, g: int, v: Vehicle, counts: list[tuple[int, ModuleRating]], volts: float, cmd_kw: float,
                  dt_s: float) -> float:
