@@ -19,6 +19,8 @@ EV cluster (runs after the controllers, in the same cycle):
   0; a just-plugged station gets only the guarantee as its initial charge. Then, in order, each station
   takes its guarantee plus what is left, reserving only the power its vehicle can take now (its
   "maximum power"), and its limit is set to the charger's full rating while power is left over;
+* a rising limit goes through OpenEMS's ramp filter: at most 5 % of the charger's maximum power above
+  what it draws now (``RampFilter.DEFAULT_INCREASE_RATE``);
 * a charger takes a new limit in ``getMinimumTimeTillChargingLimitTaken`` (10 s in OpenEMS's DC charger
   driver); while any charger is inside that pause the cluster waits and changes nothing, unless the grid
   is over its limit. During an increase pause a further increase is allowed, a decrease at once; during a
@@ -55,6 +57,7 @@ class PriorityShare:
     min_guarantee_kw = 4.5  # EvcsClusterPeakShavingImpl.MINIMUM_CHARGE_POWER_GUARANTEE
     limit_taken_s = 10.0  # getMinimumTimeTillChargingLimitTaken of OpenEMS's DC charger driver
     increase_buffer_kw = 0.05  # WriteHandler.DEFAULT_INCREASE_BUFFER
+    ramp_filter_rate = 0.05  # RampFilter.DEFAULT_INCREASE_RATE, of the charger's maximum power per write
     # recharge below this share of the peak-shaving power (a configuration choice: OpenEMS leaves it to the
     # operator; close to the peak keeps the battery full for the next one without fighting the chargers)
     recharge_fraction = 0.9
@@ -155,6 +158,9 @@ class PriorityShare:
             else:
                 new[g] = power_left
                 left = 0.0
+            step = self.ramp_filter_rate * self.st.gun_max_kw[g] / eff[g]
+            if new[g] > measured_ac[g]:  # setChargePowerLimitWithFilter
+                new[g] = min(new[g], measured_ac[g] + step)
         self._write(new, on, t)
 
     def _write(self, new: np.ndarray, on: np.ndarray, t: float) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hil.baselines import POLICIES, EqualShare, LeastLaxityFirst, PriorityShare, Uncontrolled
-from hil.baselines.common import water_fill
+from hil.baselines.common import StationArrays, water_fill
 from station.config import StationConfig
 from station.control.observation import Observation
 from tests.baselines.stations import gun, station
@@ -91,18 +91,33 @@ def test_equal_share_budget_is_the_cap_less_margin_and_aux_in_ac_terms() -> None
     assert d.grid_kw == pytest.approx(300.0 * 0.99)
 
 
+def closed_loop(pol: object, cfg: StationConfig, seconds: int, *, demand: tuple[float, ...],
+                connected: tuple[bool, ...] = (True, True, True), volts: float = math.nan,
+                cap: float = 300.0) -> list:
+    """Feed a policy its own results back for ``seconds`` 1 s cycles: each gun draws what it is given, the
+    meter reads the sum (plus aux, less the battery) one cycle later. Returns every decision."""
+    eff = StationArrays.of(cfg).efficiency
+    measured, grid = np.zeros(3), cfg.grid.aux_load_kw
+    out = []
+    for t in range(seconds):
+        obs = observe(cfg, t=float(t), demand=demand, connected=connected, cap=cap, grid=grid,
+                      measured=tuple(measured))
+        obs.voltage_v[:] = volts
+        d = pol.decide(obs)  # type: ignore[attr-defined]
+        measured = d.gun_kw.copy()
+        grid = float(np.sum(d.gun_kw / eff)) + cfg.grid.aux_load_kw - d.bess_kw
+        out.append(d)
+    return out
+
+
 def test_gun_rating_at_the_present_voltage_limits_every_baseline() -> None:
     cfg = three_guns(cap_kw=10_000.0)
     for cls in POLICIES.values():
-        pol = cls(cfg)
-        for t in (0.0, 20.0, 40.0):  # priority-share reaches the rating after its charger pauses
-            obs = observe(cfg, t=t, cap=10_000.0, demand=(400.0, 0.0, 0.0), connected=(True, False, False),
-                          measured=(4.5 if t else 0.0, 0.0, 0.0))
-            obs.voltage_v[0] = 400.0  # 500 A at 400 V: 200 kW, below the 300 kW rating
-            d = pol.decide(obs)
-            assert d.gun_kw[0] <= 200.0 + 1e-9
-            assert d.gun_kw[1] == d.gun_kw[2] == 0.0
-        assert d.gun_kw[0] == pytest.approx(200.0)
+        # 500 A at 400 V: 200 kW, below the 300 kW rating
+        decisions = closed_loop(cls(cfg), cfg, 400, demand=(400.0, 0.0, 0.0), connected=(True, False, False),
+                                volts=400.0, cap=10_000.0)
+        assert all(d.gun_kw[0] <= 200.0 + 1e-9 and d.gun_kw[1] == d.gun_kw[2] == 0.0 for d in decisions)
+        assert decisions[-1].gun_kw[0] == pytest.approx(200.0), cls
 
 
 # ---- OpenEMS: priority order, guarantee, charger pauses, peak shaving one cycle late ----------------------------
@@ -126,19 +141,33 @@ def test_priority_share_cycle_by_cycle() -> None:
     for t in range(1, 11):
         d = pol.decide(observe(cfg, t=float(t), demand=demand, grid=213.5, measured=(4.5, 4.5, 4.5)))
         np.testing.assert_allclose(d.gun_kw, [4.5, 4.5, 4.5])
-    # t=11: power to distribute = chargers 13.5 + battery swing 200 - (-200) + grid headroom 300 - 213.5 = 500.
-    # In priority order after the guarantees: G1 takes 100 (limit = its rating), G2 300, G3 the last 100.
+    # t=11: power to distribute = chargers 13.5 + battery swing 200 - (-200) + grid headroom 300 - 213.5 = 500;
+    # in priority order G1, G2, G3 would get 300, 300, 100, but the ramp filter lets each rise by at most
+    # 5 % of its 300 kW above what it draws: 4.5 + 15
     d = pol.decide(observe(cfg, t=11.0, demand=demand, grid=213.5, measured=(4.5, 4.5, 4.5)))
-    np.testing.assert_allclose(d.gun_kw, [100.0, 300.0, 100.0])
+    np.testing.assert_allclose(d.gun_kw, [19.5, 19.5, 19.5])
     assert d.bess_kw == pytest.approx(-200.0)  # it still sees net 13.5: charges, a cycle late
-    # t=12: the meter shows 700 kW (400 over): the peak shaver discharges for net 500 - 300, the cluster
-    # cuts its last total by the excess (500 - 400 = 100) at once despite the pause
-    d = pol.decide(observe(cfg, t=12.0, demand=demand, grid=700.0, measured=(100.0, 300.0, 100.0)))
+    # t=12: the meter shows 400 kW over the cap. The peak shaver discharges for net 500 - 300; the cluster
+    # cuts its last total by the excess (500 - 400 = 100) at once despite the pause: after the guarantees
+    # G1 may have 91 (the filter lets it rise to 19.5 + 15), G2 and G3 keep only their guarantee
+    d = pol.decide(observe(cfg, t=12.0, demand=demand, grid=700.0, measured=(19.5, 19.5, 19.5)))
     assert d.bess_kw == pytest.approx(200.0)
-    np.testing.assert_allclose(d.gun_kw, [91.0, 4.5, 4.5])
-    # t=13: back under the cap, inside the decrease pause: no increase yet
-    d = pol.decide(observe(cfg, t=13.0, demand=demand, grid=250.0, measured=(91.0, 4.5, 4.5)))
-    np.testing.assert_allclose(d.gun_kw, [91.0, 4.5, 4.5])
+    np.testing.assert_allclose(d.gun_kw, [34.5, 4.5, 4.5])
+    # t=13: back under the cap, inside the pauses: nothing changes
+    d = pol.decide(observe(cfg, t=13.0, demand=demand, grid=250.0, measured=(34.5, 4.5, 4.5)))
+    np.testing.assert_allclose(d.gun_kw, [34.5, 4.5, 4.5])
+
+
+def test_priority_share_settles_in_priority_order_with_the_guarantee_for_the_rest() -> None:
+    cfg = three_guns()  # no battery: 300 kW to distribute in steady state
+    decisions = closed_loop(PriorityShare(cfg), cfg, 600, demand=(100.0, 400.0, 400.0))
+    # G1 (priority 1) takes its 100; G2 the rest but G3's reserved 4.5 kW guarantee
+    np.testing.assert_allclose(decisions[-1].gun_kw, [100.0, 195.5, 4.5], atol=1e-6)
+    rises = np.diff(np.array([d.gun_kw for d in decisions]), axis=0)
+    assert rises.max() <= 15.0 + 1e-9  # the ramp filter: 5 % of 300 kW per write
+    # it gets there slowly: each write waits out the chargers' 10 s pause
+    first = next(k for k, d in enumerate(decisions) if abs(d.gun_kw[1] - 195.5) < 1e-6)
+    assert first > 100
 
 
 def test_priority_share_guarantee_only_while_it_fits_and_unplugged_gets_nothing() -> None:
