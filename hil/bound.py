@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,13 +63,13 @@ class BoundResult:
     bess_kw: np.ndarray  # > 0 discharge (AC)
     bess_soc: np.ndarray  # at the end of each step (nan without a BESS)
     gun_kw: np.ndarray  # [steps, guns], net at the terminals
+    gun_ids: list[str]  # the columns of gun_kw (cfg.guns() order)
     tracking_slack_kwh: float = 0.0  # |grid - target| the LP could not avoid
     cap_slack_kwh: float = 0.0  # import above the cap it could not avoid (aux load with no battery left)
     build_s: float = 0.0
     solve_s: float = 0.0
     n_vars: int = 0
     n_rows: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---- the vehicle's acceptance as concave cuts ---------------------------------------------------------------
@@ -294,9 +294,8 @@ class _Session:
     gun: int
     first: int  # step range [first, last)
     last: int
-    charge: np.ndarray  # index of c per step in range
+    charge: np.ndarray  # column of c per step in range
     discharge: np.ndarray | None
-    energy: np.ndarray  # index of e at the end of each step
 
 
 def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, step_s: float = 60.0) -> BoundResult:
@@ -369,23 +368,23 @@ def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, s
         lp.add("eq", np.zeros(n), (rows, e, 1.0), prev, (rows, c, -dt_h[ks]),
                *([(rows, d, dt_h[ks])] if d is not None else []))
         # the most energy the session can hold at the start of each step (for dropping cuts that cannot bind)
-        reach = np.minimum(cuts.e_max_kwh, np.concatenate([[0.0], np.cumsum(fc * p_top * dt_h[ks])[:-1]]))
-        for a, b in zip(cuts.intercept, cuts.slope):
+        most_e = np.minimum(cuts.e_max_kwh, np.concatenate([[0.0], np.cumsum(fc * p_top * dt_h[ks])[:-1]]))
+        for alpha, beta in zip(cuts.intercept, cuts.slope):
             # acceptance at the energy reached within the step: e at its start, or with a rising cut the most
             # it could reach (start + c dt) - so a step's average power stays under the curve
-            coef_c = 1.0 - fc * b * dt_h[ks] if b > 0 else np.ones(n)
-            lowest = a + b * (reach if b < 0 else -headroom)  # the cut's least value this step
+            coef_c = 1.0 - fc * beta * dt_h[ks] if beta > 0 else np.ones(n)
+            lowest = alpha + beta * (most_e if beta < 0 else -headroom)  # the cut's least value this step
             kk = np.flatnonzero((coef_c > 1e-6) & (fc > 0) & (lowest < p_top))
             r = np.arange(kk.size)
-            lp.add("ub", fc[kk] * a, (r, c[kk], coef_c[kk]),
-                   (r[kk > 0], e[kk[kk > 0] - 1], -fc[kk[kk > 0]] * b))
+            lp.add("ub", fc[kk] * alpha, (r, c[kk], coef_c[kk]),
+                   (r[kk > 0], e[kk[kk > 0] - 1], -fc[kk[kk > 0]] * beta))
         gun_terms[g].append((ks, c))
         if d is not None:
             gun_terms[g].append((ks, d))
         balance_terms.append((ks, c, np.full(n, -(1.0 + loss[g]))))
         if d is not None:
             balance_terms.append((ks, d, np.full(n, 1.0 - loss[g])))
-        sessions.append(_Session(spec.vehicle_id, g, first, last, c, d, e))
+        sessions.append(_Session(spec.vehicle_id, g, first, last, c, d))
 
     # modules: groups of identical modules reaching the same guns; each step a group's capacity (faulted
     # modules removed) is split into flows to the guns it reaches, and a gun's power is its flows' sum.
@@ -472,7 +471,8 @@ def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, s
         empty = np.full(n_steps, math.nan)
         return BoundResult(status=str(res.message), energy_delivered_kwh=math.nan, per_session_kwh={},
                            step_s=float(step_s), t_s=edges[:-1], grid_kw=empty, bess_kw=empty, bess_soc=empty,
-                           gun_kw=np.full((n_steps, len(guns)), math.nan), build_s=build_s, solve_s=solve_s,
+                           gun_kw=np.full((n_steps, len(guns)), math.nan), gun_ids=gun_ids, build_s=build_s,
+                           solve_s=solve_s,
                            n_vars=lp.n, n_rows=n_rows)
     x = res.x
     gun_kw = np.zeros((n_steps, len(guns)))
@@ -488,7 +488,7 @@ def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, s
     return BoundResult(
         status="optimal" if res.status == 0 else str(res.message),
         energy_delivered_kwh=float(sum(per_session.values())), per_session_kwh=per_session, step_s=float(step_s),
-        t_s=edges[:-1], grid_kw=x[grid], bess_kw=bess_kw, bess_soc=soc, gun_kw=gun_kw,
+        t_s=edges[:-1], grid_kw=x[grid], bess_kw=bess_kw, bess_soc=soc, gun_kw=gun_kw, gun_ids=gun_ids,
         tracking_slack_kwh=tracking, cap_slack_kwh=float(np.sum(x[cap_slack] * dt_h)), build_s=build_s,
-        solve_s=solve_s, n_vars=lp.n, n_rows=n_rows, extra={"gun_ids": gun_ids},
+        solve_s=solve_s, n_vars=lp.n, n_rows=n_rows,
     )

@@ -107,6 +107,25 @@ def test_module_capacity_binds_through_the_switch_matrix_and_faults() -> None:
     assert faulted.energy_delivered_kwh == pytest.approx(100.0, rel=1e-6)
 
 
+def test_gun_and_vehicle_faults_take_their_share_of_each_step_away() -> None:
+    cfg = station([gun("G1")], cap_kw=1000.0)  # the gun's 300 kW binds, not the cap
+    faults = [fault(0.0, 930.0, "gun_unavailable", "G1"), fault(1800.0, 930.0, "vehicle_stops_drawing", "G1")]
+    res = perfect_foresight(cfg, [plug(big_truck("T"), 0)], scenario(3600.0, faults=faults))
+    # 300 kW for the 1740 s it can charge: the steps cut at 930 s and 2730 s count half
+    assert res.energy_delivered_kwh == pytest.approx(300.0 * (3600.0 - 2 * 930.0) / 3600.0, rel=1e-6)
+
+
+def test_an_unavailable_battery_cannot_help() -> None:
+    bess = {"capacity_kwh": 100, "max_charge_kw": 100, "max_discharge_kw": 100, "soc_min": 0.05, "soc_max": 0.95,
+            "reserve_soc": 0.05, "initial_soc": 0.95, "charge_efficiency": 0.9, "discharge_efficiency": 0.9}
+    cfg = station([gun("G1")], cap_kw=100.0, bess=bess)
+    res = perfect_foresight(cfg, [plug(big_truck("T", 0.0, 3600.0), 0)],
+                            scenario(3600.0, faults=[fault(0.0, 1800.0, "bess_unavailable", "bess")]))
+    # the grid's 100 kWh plus the battery at 100 kW for the half hour it is there
+    assert res.energy_delivered_kwh == pytest.approx(150.0, rel=1e-6)
+    assert np.all(res.bess_kw[res.t_s < 1800.0] == pytest.approx(0.0, abs=1e-9))
+
+
 def test_an_export_target_is_met_by_v2g_and_charging_resumes_after_it() -> None:
     eff = 0.96
     cfg = station([gun("B1", v2g_kw=100.0)], cap_kw=100.0, export_kw=100.0, efficiency=eff)
