@@ -7,7 +7,9 @@ Battery peak shaving (a controller of its own, knowing nothing of the chargers):
 
 * net load = measured grid + measured battery power;
 * net load >= peak-shaving power: discharge ``net - peak``; net load <= recharge power: charge
-  ``recharge - net``; in between the battery is idle. The battery's own limits clip the setpoint.
+  ``recharge - net``; in between the battery is idle. The battery's own limits clip the setpoint;
+* the setpoint goes through the battery's PID filter (``setActivePowerEqualsWithPid``, OpenEMS's
+  ``PidFilter`` with its defaults P 0.3, I 0.3, D 0.1 on the battery's measured power).
 
 EV cluster (runs after the controllers, in the same cycle):
 
@@ -28,7 +30,6 @@ EV cluster (runs after the controllers, in the same cycle):
 
 No V2G (OpenEMS has no EV discharge) and no dispatch-target tracking; the import cap in force is the
 peak-shaving power and the cluster's grid limit (as an operator would set them through OpenEMS's API).
-Not modelled: OpenEMS's PID filters on the battery and charger setpoints (they only slow it further).
 Values OpenEMS needs that the observation lacks: the battery's measured power is taken as the setpoint
 sent last cycle (the PCS follows it within a fraction of a second).
 """
@@ -49,6 +50,29 @@ class ChargeState(enum.IntEnum):
     CHARGING = 0
     INCREASING = 1
     DECREASING = 2
+
+
+class PidFilter:
+    """OpenEMS's ``io.openems.edge.common.filter.PidFilter``: the next setpoint from the measured value and
+    the target, with the output (and the integral term) clipped to the device's limits."""
+
+    def __init__(self, p: float = 0.3, i: float = 0.3, d: float = 0.1) -> None:
+        self.p, self.i, self.d = p, i, d
+        self.error_sum = 0.0
+        self.last_input: float | None = None
+
+    def apply(self, measured: float, target: float, low: float, high: float) -> float:
+        target = min(max(target, low), high)
+        error = target - measured
+        if error == 0.0:
+            return target
+        if self.last_input is None:
+            self.last_input = measured
+        out_i = min(max(self.i * self.error_sum, low), high)
+        out_d = -self.d * (measured - self.last_input)
+        self.last_input = measured
+        self.error_sum += error
+        return min(max(self.p * error + out_i + out_d, low), high)
 
 
 class PriorityShare:
@@ -72,6 +96,7 @@ class PriorityShare:
         self.pause_until = np.full(n, -math.inf)
         self.last_total_kw: float | None = None
         self.bess_kw = 0.0  # last setpoint = the battery's power now
+        self.bess_pid = PidFilter()
         self.next_cycle_s = -math.inf
 
     def decide(self, obs: Observation) -> Decision:
@@ -93,7 +118,7 @@ class PriorityShare:
         limit = obs.import_cap_kw * (1.0 - self.st.cap_margin) if math.isfinite(obs.import_cap_kw) else math.inf
         bess_now = self._bess_now(obs)
         max_discharge = obs.bess_max_discharge_kw if self._bess_usable(obs) else 0.0
-        self.bess_kw = self._peak_shaving(obs, grid + bess_now, limit)
+        self.bess_kw = self._peak_shaving(obs, grid + bess_now, bess_now, limit)
         self._cluster(obs, t, grid, limit, bess_now, max_discharge)
         for g in range(len(self.state)):  # setChargeStatus: back to CHARGING once the pause is over
             if t >= self.pause_until[g]:
@@ -107,7 +132,7 @@ class PriorityShare:
             return 0.0
         return min(max(self.bess_kw, -obs.bess_max_charge_kw), obs.bess_max_discharge_kw)
 
-    def _peak_shaving(self, obs: Observation, net_kw: float, peak_kw: float) -> float:
+    def _peak_shaving(self, obs: Observation, net_kw: float, bess_now: float, peak_kw: float) -> float:
         if not self._bess_usable(obs) or not math.isfinite(peak_kw):
             return 0.0
         if net_kw >= peak_kw:
@@ -115,8 +140,8 @@ class PriorityShare:
         elif net_kw <= self.recharge_fraction * peak_kw:
             setpoint = net_kw - self.recharge_fraction * peak_kw
         else:
-            setpoint = 0.0
-        return min(max(setpoint, -obs.bess_max_charge_kw), obs.bess_max_discharge_kw)
+            return 0.0  # no setpoint from the controller: the battery idles
+        return self.bess_pid.apply(bess_now, setpoint, -obs.bess_max_charge_kw, obs.bess_max_discharge_kw)
 
     def _cluster(self, obs: Observation, t: float, grid: float, limit: float, bess_now: float,
                  max_discharge: float) -> None:

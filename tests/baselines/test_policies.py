@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hil.baselines import POLICIES, EqualShare, LeastLaxityFirst, PriorityShare, Uncontrolled
+from hil.baselines.priority_share import PidFilter
 from hil.baselines.common import StationArrays, water_fill
 from station.config import StationConfig
 from station.control.observation import Observation
@@ -133,25 +134,31 @@ def test_priority_share_cycle_by_cycle() -> None:
     pol = PriorityShare(cfg)
     demand = (100.0, 400.0, 400.0)
     # t=0: everyone just plugged in -> the 4.5 kW guarantee each; the battery sees a net load of 0, below
-    # the recharge level 0.9 * 300, and charges flat out (200 kW)
+    # the recharge level 0.9 * 300, and would charge 270 kW (200 at most); its PID takes 0.3 of the error
     d = pol.decide(observe(cfg, t=0.0, demand=demand, grid=0.0))
     np.testing.assert_allclose(d.gun_kw, [4.5, 4.5, 4.5])
-    assert d.bess_kw == pytest.approx(-200.0)
-    # t=1..10: the chargers take their limits (10 s pause): the cluster waits, the battery keeps charging
+    assert d.bess_kw == pytest.approx(-60.0)
+    # t=1..10: the chargers take their limits (10 s pause): the cluster waits, the battery charges more.
+    # t=1 by hand: net 213.5 - 60 -> setpoint -116.5; PID 0.3 * -56.5 + 0.3 * -200 - 0.1 * (-60 - 0)
     for t in range(1, 11):
         d = pol.decide(observe(cfg, t=float(t), demand=demand, grid=213.5, measured=(4.5, 4.5, 4.5)))
         np.testing.assert_allclose(d.gun_kw, [4.5, 4.5, 4.5])
-    # t=11: power to distribute = chargers 13.5 + battery swing 200 - (-200) + grid headroom 300 - 213.5 = 500;
-    # in priority order G1, G2, G3 would get 300, 300, 100, but the ramp filter lets each rise by at most
-    # 5 % of its 300 kW above what it draws: 4.5 + 15
+        if t == 1:
+            assert d.bess_kw == pytest.approx(-70.95)
+    assert -200.0 < d.bess_kw < -180.0
+    # t=11: power to distribute = chargers 13.5 + battery swing (200 + what it charges) + grid headroom
+    # 300 - 213.5, about 490: in priority order G1, G2, G3 would get 300, 300 and the rest, but the ramp
+    # filter lets each rise by at most 5 % of its 300 kW above what it draws: 4.5 + 15
     d = pol.decide(observe(cfg, t=11.0, demand=demand, grid=213.5, measured=(4.5, 4.5, 4.5)))
     np.testing.assert_allclose(d.gun_kw, [19.5, 19.5, 19.5])
-    assert d.bess_kw == pytest.approx(-200.0)  # it still sees net 13.5: charges, a cycle late
-    # t=12: the meter shows 400 kW over the cap. The peak shaver discharges for net 500 - 300; the cluster
-    # cuts its last total by the excess (500 - 400 = 100) at once despite the pause: after the guarantees
-    # G1 may have 91 (the filter lets it rise to 19.5 + 15), G2 and G3 keep only their guarantee
+    charging = d.bess_kw
+    assert charging < -180.0  # it still sees a net load of ~20 kW: charges, a cycle late
+    # t=12: the meter shows 400 kW over the cap. The peak shaver turns towards discharging, slowed by its
+    # PID (still charging this cycle); the cluster cuts its last total by the excess at once despite the
+    # pause: after the guarantees G1 may have ~80 (the filter lets it rise to 19.5 + 15), G2 and G3 keep
+    # only their guarantee
     d = pol.decide(observe(cfg, t=12.0, demand=demand, grid=700.0, measured=(19.5, 19.5, 19.5)))
-    assert d.bess_kw == pytest.approx(200.0)
+    assert charging < d.bess_kw < 0.0
     np.testing.assert_allclose(d.gun_kw, [34.5, 4.5, 4.5])
     # t=13: back under the cap, inside the pauses: nothing changes
     d = pol.decide(observe(cfg, t=13.0, demand=demand, grid=250.0, measured=(34.5, 4.5, 4.5)))
@@ -184,7 +191,16 @@ def test_priority_share_decides_once_per_cycle() -> None:
     pol.decide(observe(cfg, t=0.0, demand=(100.0, 0.0, 0.0), connected=(True, False, False), grid=0.0, dt=0.5))
     d = pol.decide(observe(cfg, t=0.5, demand=(100.0, 0.0, 0.0), connected=(True, False, False), grid=500.0,
                            dt=0.5))
-    assert d.bess_kw == pytest.approx(-200.0)  # the 500 kW reading arrives between cycles: not yet acted on
+    assert d.bess_kw == pytest.approx(-60.0)  # the 500 kW reading arrives between cycles: not yet acted on
+
+
+def test_openems_pid_filter_by_hand() -> None:
+    pid = PidFilter()
+    assert pid.apply(0.0, 100.0, -200.0, 200.0) == pytest.approx(30.0)  # P: 0.3 * 100
+    assert pid.apply(30.0, 100.0, -200.0, 200.0) == pytest.approx(48.0)  # 0.3*70 + 0.3*100 - 0.1*30
+    assert pid.apply(48.0, 100.0, -200.0, 200.0) == pytest.approx(64.8)  # 0.3*52 + 0.3*170 - 0.1*18
+    # the target is clipped to the device limits first (900 -> 200): 0.3*200 + 0.3*222 - 0.1*(0 - 48)
+    assert pid.apply(0.0, 900.0, -200.0, 200.0) == pytest.approx(131.4)
 
 
 # ---- acnportal: least laxity first ----------------------------------------------------------------------------
