@@ -179,6 +179,15 @@ def test_v2g_vehicles_sit_on_bidirectional_guns(hub: StationConfig) -> None:
     assert hub.guns()[late.gun].id == "P5" and late.spec.v2g is None
 
 
+def test_v2g_vehicles_of_a_mix_skip_unidirectional_preferences(hub: StationConfig) -> None:
+    mix = [{"weight": 1, "kind": "car", "dwell_s": 1, "guns": ["P5", "P1"],
+            "v2g": {"share": 0.5, "max_discharge_kw": 40}}]
+    plugs = random_only(rates=[{"from": "00:00", "per_hour": 30}], mix=mix).plugs(hub)
+    ids = hub.gun_ids()
+    got = Counter((p.spec.v2g is not None, ids[p.gun]) for p in plugs)
+    assert set(got) == {(True, "P1"), (False, "P5")}
+
+
 def test_gun_unavailable_at_arrival_is_not_offered(hub: StationConfig) -> None:
     scn = scenario([car("a", at=100, guns=["P3"]), car("b", at=400, guns=["P3"], dwell=60)],
                    faults=[{"at": 0, "duration_s": 300, "kind": "gun_unavailable", "target": "P3"}])
