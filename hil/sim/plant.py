@@ -158,7 +158,8 @@ class StationPlant:
             cmd = 0.0 if self.gun_out_of_service[g] else commands[g]
             current = self._current(g, v, counts, volts, cmd, dt_s)
             p = v.step(current, dt_s)
-            self.last_voltage_v[g] = v.terminal_voltage_v(current)
+            # what the charger measured during the step: voltage and current of the same instant
+            self.last_voltage_v[g] = p * 1000.0 / current if current else v.terminal_voltage_v(0.0)
             gun_kw[g] = p
             if counts and p != 0.0:
                 share = p / sum(c for c, _ in counts)  # equal current sharing: each module carries p / n
@@ -181,7 +182,11 @@ class StationPlant:
     def _current(self, g: int, v: Vehicle, counts: list[tuple[int, ModuleRating]], volts: float, cmd_kw: float,
                  dt_s: float) -> float:
         """The current the charger delivers: bounded by the command, the modules and the BMS request."""
-        cap_a = min(float(self.gun_max_a[g]), sum(c * r.max_current_at(volts) for c, r in counts))
+        # the modules' limits hold at the terminal voltage under load: a current limit and a power limit
+        usable = [(c, r) for c, r in counts if r.max_current_at(volts) > 0.0]
+        cap_kw = sum(c * r.rated_kw for c, r in usable)
+        cap_a = min(float(self.gun_max_a[g]), sum(c * r.max_current_a for c, r in usable),
+                    v.current_for_power(cap_kw))
         ramp_kw = sum(c * r.ramp_kw_per_s for c, r in counts) * dt_s
         prev = self.last_gun_kw[g]
         cmd_kw = min(max(cmd_kw, prev - ramp_kw), prev + ramp_kw)
@@ -189,4 +194,4 @@ class StationPlant:
             asked = 0.0 if self.not_drawing[g] else v.accepted_current_a()
             return min(v.current_for_power(cmd_kw), cap_a, asked)
         offer = v.v2g_available_kw()
-        return max(v.current_for_power(max(cmd_kw, -offer)), -cap_a)
+        return max(v.current_for_power(max(cmd_kw, -offer, -cap_kw)), -cap_a)
