@@ -111,7 +111,9 @@ class Controller:
     # ---- inputs that do not come every cycle ---------------------------------------------------------
 
     def set_schedule(self, windows: Sequence[Any]) -> None:
-        """Known dispatch windows (leases and schedules from the operator) for the planner."""
+        """Known future and current dispatch windows (leases and schedules from the operator): the
+        planner plans around them, and a lower import cap is approached ahead of its start. Each has
+        ``start_s``, ``end_s``, ``import_limit_kw``, ``export_limit_kw`` and ``target_kw`` (obs time)."""
         self.schedule = tuple(windows)
 
     # ---- the cycle ------------------------------------------------------------------------------------
@@ -166,11 +168,25 @@ class Controller:
             )
         last = obs.grid_measured_kw if not math.isnan(obs.grid_measured_kw) else self.expected_grid_kw
         margin = self.cfg.control.cap_margin_fraction
-        grid = GridInput(import_limit_kw=obs.import_cap_kw * (1.0 - margin),
+        grid = GridInput(import_limit_kw=self.anticipated_cap_kw(obs) * (1.0 - margin),
                          export_limit_kw=obs.export_cap_kw * (1.0 - margin), target_kw=obs.target_kw,
                          ramp_kw_per_s=obs.ramp_kw_per_s, last_kw=last)
         return AllocationInput(dt_s=obs.dt_s, grid=grid, guns=(), bess=bess,
                                aux_load_kw=obs.aux_load_kw + self.bias_kw, modules=t.modules, params=t.params)
+
+    def anticipated_cap_kw(self, obs: Observation) -> float:
+        """The import cap in force, lowered ahead of a known lower cap so that the grid, ramping at the
+        ramp limit, is already under it one cycle before it starts ("future setpoints take effect on
+        time": a cap dropped at once would be broken by the plant's own lag)."""
+        cap = obs.import_cap_kw
+        ramp = obs.ramp_kw_per_s
+        if not self.schedule or math.isnan(ramp) or ramp <= 0:
+            return cap
+        for w in self.schedule:
+            ahead = w.start_s - obs.t_s
+            if ahead > 0:
+                cap = min(cap, w.import_limit_kw + ramp * max(0.0, ahead - obs.dt_s))
+        return cap
 
     def _update_bias(self, obs: Observation) -> None:
         """Filter (metered - expected) grid power into an extra auxiliary load, never negative."""
