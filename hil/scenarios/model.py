@@ -20,7 +20,7 @@ from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema, field_v
 
 from hil.scenarios.arrivals import Plug, plan_plugs
 from hil.scenarios.timing import WALL_TIME, DailySteps, RunClock, check_at, check_wall_time, wall_seconds
-from station.config import Fraction, Id, NonNegKw, PositiveKw, Section, StationConfig, load_config
+from station.config import Fraction, Id, Section, StationConfig, load_config
 
 # ---------------------------------------------------------------------------------------------- value types
 
@@ -40,6 +40,8 @@ WallTime = Annotated[
 ]
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
 
 
 def _span(*, gt: float | None = None, ge: float | None = None, le: float | None = None) -> Any:
@@ -94,7 +96,7 @@ class MeterSpec(Section):
 class V2GOfferSpec(Section):
     """What the driver agrees to give back: at most ``max_discharge_kw``, never below ``min_soc``."""
 
-    max_discharge_kw: PositiveKw
+    max_discharge_kw: Positive
     min_soc: Fraction = 0.5
 
 
@@ -102,7 +104,7 @@ class V2GShare(Section):
     """A share of the vehicles of a mix entry that offer V2G, and their offer."""
 
     share: Fraction = Field(description="fraction of this entry's vehicles that offer V2G")
-    max_discharge_kw: PositiveKw
+    max_discharge_kw: Positive
     min_soc: Fraction = 0.5
 
 
@@ -110,14 +112,14 @@ class PackOverrides(Section):
     """The vehicle kind (``hil.plant.car/fast_car/truck``) and optional overrides of its battery and BMS."""
 
     kind: VehicleKind
-    nominal_voltage_v: PositiveKw | None = None
-    max_voltage_v: PositiveKw | None = Field(default=None, description="BCP maximum charging voltage")
-    max_current_a: PositiveKw | None = Field(default=None, description="BCP maximum charging current")
-    max_c_rate: PositiveKw | None = Field(default=None, description="accepted power at low SoC, x capacity per hour")
+    nominal_voltage_v: Positive | None = None
+    max_voltage_v: Positive | None = Field(default=None, description="BCP maximum charging voltage")
+    max_current_a: Positive | None = Field(default=None, description="BCP maximum charging current")
+    max_c_rate: Positive | None = Field(default=None, description="accepted power at low SoC, x capacity per hour")
     taper_start_soc: Fraction | None = None
     taper_end_soc: Fraction | None = None
-    taper_min_c: PositiveKw | None = None
-    internal_resistance_ohm: PositiveKw | None = None
+    taper_min_c: Positive | None = None
+    internal_resistance_ohm: Positive | None = None
     guns: list[Id] = Field(default_factory=list, description="preferred guns, in order of preference")
 
     def pack_overrides(self) -> dict[str, float]:
@@ -132,9 +134,9 @@ class Arrival(PackOverrides):
 
     id: Id
     at: At
-    dwell_s: PositiveKw | None = Field(default=None, description="stay this long (or give departure)")
+    dwell_s: Positive | None = Field(default=None, description="stay this long (or give departure)")
     departure: At | None = Field(default=None, description="leave at this time (or give dwell_s)")
-    capacity_kwh: PositiveKw | None = None
+    capacity_kwh: Positive | None = None
     initial_soc: Fraction | None = None
     target_soc: Fraction | None = None
     v2g: V2GOfferSpec | None = None
@@ -143,7 +145,7 @@ class Arrival(PackOverrides):
 class MixEntry(PackOverrides):
     """One kind of vehicle in the random arrival mix; ranges are drawn uniformly per vehicle."""
 
-    weight: PositiveKw = Field(description="relative share of arrivals")
+    weight: Positive = Field(description="relative share of arrivals")
     capacity_kwh: PositiveSpan | None = None
     initial_soc: FractionSpan | None = None
     target_soc: FractionSpan | None = None
@@ -153,7 +155,7 @@ class MixEntry(PackOverrides):
 
 class RatePeriod(Section):
     from_: WallTime = Field(alias="from")
-    per_hour: NonNegKw = Field(description="expected arrivals per hour from this local time on")
+    per_hour: NonNegative = Field(description="expected arrivals per hour from this local time on")
 
 
 class RandomArrivals(Section):
@@ -172,17 +174,17 @@ class DispatchEvent(Section):
     limits apply; while events overlap, the one that started last is in force."""
 
     at: At
-    valid_s: PositiveKw
-    import_limit_kw: NonNegKw
-    export_limit_kw: NonNegKw = 0.0
+    valid_s: Positive
+    import_limit_kw: NonNegative
+    export_limit_kw: NonNegative = 0.0
     target_kw: Number | None = Field(default=None, description="hold exactly this grid power; negative = export")
-    ramp_kw_per_s: PositiveKw | None = None
+    ramp_kw_per_s: Positive | None = None
     announced: At | None = Field(default=None, description="when the controller learns of it (default: at start)")
 
 
 class FaultEvent(Section):
     at: At
-    duration_s: PositiveKw
+    duration_s: Positive
     kind: FaultKind
     target: str | None = Field(default=None, description="module id (C1.M03), gun id, BESS id or meter id")
 
@@ -208,12 +210,12 @@ class Expectations(Section):
 
     min_demand_met: Fraction | None = None
     max_cap_violations: Annotated[int, Field(ge=0)] | None = None
-    max_cap_excess_kw: NonNegKw | None = None
-    max_tracking_rms_kw: NonNegKw | None = None
-    max_tracking_worst_kw: NonNegKw | None = None
+    max_cap_excess_kw: NonNegative | None = None
+    max_tracking_rms_kw: NonNegative | None = None
+    max_tracking_worst_kw: NonNegative | None = None
     min_v2g_fraction: Fraction | None = None
     max_sessions_short: Annotated[int, Field(ge=0)] | None = None
-    max_response_s: NonNegKw | None = None
+    max_response_s: NonNegative | None = None
     min_bound_fraction: Fraction | None = None
 
 
