@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from hil.bound import perfect_foresight
-from hil.scenarios import load_scenario
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "hil" / "scenarios"
+from hil.scenarios import SHIPPED_DIR, load_scenario, shipped
 
 
 def main() -> None:
@@ -24,12 +21,12 @@ def main() -> None:
     ap.add_argument("names", nargs="*", help="scenario names (default: every shipped scenario)")
     ap.add_argument("--step", type=float, default=60.0, help="LP time step in seconds (default 60)")
     args = ap.parse_args()
-    names = args.names or sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
+    names = args.names or [p.stem for p in shipped()]
     print(f"LP step {args.step:g} s; load average before: {os.getloadavg()[0]:.1f}\n")
     print("| scenario | hours | sessions | variables | rows | build s | solve s | bound kWh | status |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in names:
-        scn = load_scenario(SCENARIOS / f"{name}.yaml")
+        scn = load_scenario(SHIPPED_DIR / f"{name}.yaml")
         cfg = scn.station_config()
         plugs = scn.plugs(cfg)
         res = perfect_foresight(cfg, plugs, scn, step_s=args.step)

@@ -1,16 +1,15 @@
 """The perfect-foresight LP (hil.bound) on cases whose optimum is worked out by hand, and against the
 baselines stepped on the plant's vehicle models.
 
-Scenarios here are minimal duck-typed objects (duration, start, dispatch events, faults, initial BESS SoC,
-``price_at``): the bound only reads those. Module losses in the LP are the plant's at its best point:
-``loss per kW = 0.8 * (1 / eff - 1)`` for the loss curve of hil.plant.modules (peak efficiency at half load).
+Scenarios are real ``hil.scenarios.Scenario`` objects built as data (the bound reads their duration,
+dispatch events, faults, initial BESS SoC and tariff; the station comes separately as a small config).
+Module losses in the LP are the plant's at its best point: ``loss per kW = 0.8 * (1 / eff - 1)`` for the
+loss curve of hil.plant.modules (peak efficiency at half load).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -19,36 +18,36 @@ import pytest
 from hil.baselines import POLICIES
 from hil.bound import acceptance_curve, acceptance_cuts, perfect_foresight
 from hil.plant import V2GOffer, Vehicle, VehicleSpec, car, fast_car, truck
+from hil.scenarios import Plug, Scenario
 from station.config import StationConfig
 from station.control.observation import Observation
 from tests.baselines.stations import gun, station
-
-START = datetime(2026, 7, 15, 12, 0, tzinfo=timezone.utc)
 
 
 def best_loss(eff: float) -> float:
     return 0.8 * (1.0 / eff - 1.0)
 
 
-def scenario(duration_s: float, dispatch: list[Any] | None = None, faults: list[Any] | None = None,
-             bess_initial_soc: float | None = None, price: Any = None) -> Any:
-    return SimpleNamespace(name="test", start=START, duration_s=duration_s, dispatch=dispatch or [],
-                           faults=faults or [], bess_initial_soc=bess_initial_soc,
-                           price_at=price or (lambda t: math.nan))
+def scenario(duration_s: float, dispatch: list[dict[str, Any]] | None = None,
+             faults: list[dict[str, Any]] | None = None, **kw: Any) -> Scenario:
+    """A scenario of the given events; its own station file is never read (the tests pass the config)."""
+    return Scenario.model_validate({"name": "test", "station": "unused.yaml", "start": "2026-07-15T12:00:00+08:00",
+                                    "duration_s": duration_s, "dispatch": dispatch or [], "faults": faults or [],
+                                    **kw})
 
 
 def event(at: float, valid_s: float, *, import_kw: float, export_kw: float = 0.0, target_kw: float | None = None,
-          ramp: float | None = None) -> Any:
-    return SimpleNamespace(at=at, valid_s=valid_s, import_limit_kw=import_kw, export_limit_kw=export_kw,
-                           target_kw=target_kw, ramp_kw_per_s=ramp, announced=None)
+          ramp: float | None = None) -> dict[str, Any]:
+    return {"at": at, "valid_s": valid_s, "import_limit_kw": import_kw, "export_limit_kw": export_kw,
+            "target_kw": target_kw, "ramp_kw_per_s": ramp}
 
 
-def fault(at: float, duration_s: float, kind: str, target: str) -> Any:
-    return SimpleNamespace(at=at, duration_s=duration_s, kind=kind, target=target)
+def fault(at: float, duration_s: float, kind: str, target: str) -> dict[str, Any]:
+    return {"at": at, "duration_s": duration_s, "kind": kind, "target": target}
 
 
-def plug(spec: VehicleSpec, g: int) -> Any:
-    return SimpleNamespace(spec=spec, gun=g)
+def plug(spec: VehicleSpec, g: int) -> Plug:
+    return Plug(spec, g)
 
 
 def big_truck(vid: str, arrival: float = 0.0, departure: float = math.inf, **kw: Any) -> VehicleSpec:
@@ -188,6 +187,7 @@ def run_vehicles(cfg: StationConfig, plugs: list[Any], policy: Any, duration_s: 
     done = 0.0
     grid = peak = obs.aux_load_kw
     last_kw = np.zeros(len(on))
+    plugged: set[str] = set()
     for step in range(int(duration_s)):
         t = float(step)
         for p in plugs:
@@ -195,9 +195,9 @@ def run_vehicles(cfg: StationConfig, plugs: list[Any], policy: Any, duration_s: 
             if v is not None and v.spec is p.spec and t >= p.spec.departure_s:
                 done += v.energy_in_kwh
                 on[p.gun] = None
-            if on[p.gun] is None and p.spec.arrival_s <= t < p.spec.departure_s and not getattr(p, "seen", False):
+            if on[p.gun] is None and p.spec.vehicle_id not in plugged and p.spec.arrival_s <= t < p.spec.departure_s:
                 on[p.gun] = Vehicle(p.spec)
-                p.seen = True
+                plugged.add(p.spec.vehicle_id)
         obs.t_s, obs.grid_measured_kw = t, grid
         for g, v in enumerate(on):
             obs.connected[g] = v is not None
