@@ -240,3 +240,20 @@ def test_the_bound_is_above_every_baseline_that_keeps_the_cap() -> None:
         assert bound.energy_delivered_kwh >= energies[name], (name, energies[name], bound.energy_delivered_kwh)
     # and the bound is not loose beyond reason: the best capped baseline reaches a good share of it
     assert max(energies[n] for n in ("equal-share", "priority-share", "llf")) >= 0.9 * bound.energy_delivered_kwh
+
+
+def test_no_policy_beats_the_bound_in_the_simulator_on_the_demo_scenario() -> None:
+    """Ours and the baselines that try to keep the cap, through the real simulator (plant, module layer,
+    meter), stay at or below the bound of the same scenario (uncontrolled ignores the cap: no bound)."""
+    from hil.scenarios import SHIPPED_DIR, load_scenario
+    from hil.sim.report import metrics
+    from hil.sim.run import simulate
+
+    scn = load_scenario(SHIPPED_DIR / "demo.yaml")
+    cfg = scn.station_config()
+    bound = perfect_foresight(cfg, scn.plugs(cfg), scn)
+    assert bound.status == "optimal" and bound.cap_slack_kwh == pytest.approx(0.0, abs=1e-6)
+    nets = {name: metrics(simulate(scn, name))["energy_net_kwh"]
+            for name in ["ours", "equal-share", "priority-share", "llf"]}
+    assert all(net <= bound.energy_delivered_kwh + 1e-6 for net in nets.values()), (nets, bound.energy_delivered_kwh)
+    assert max(nets.values()) >= 0.8 * bound.energy_delivered_kwh  # and it is not loose beyond reason
