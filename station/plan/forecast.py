@@ -38,7 +38,7 @@ def session_demand(obs: Observation, gun_max_kw: np.ndarray, gun_eff: np.ndarray
     """Grid-side kW the sessions in progress draw in each step, served as soon as possible."""
     on = obs.connected
     rate = np.where(on, np.minimum(np.minimum(np.maximum(obs.demand_kw, 0.0), obs.vehicle_max_kw), gun_max_kw), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         by_energy = np.where(rate > 0, np.maximum(obs.energy_wanted_kwh, 0.0) / rate * 3600.0, 0.0)
     by_departure = np.maximum(obs.departure_s - obs.t_s, 0.0)
     duration = np.fmin(by_energy, by_departure)  # fmin: a nan (unknown) gives way to the known one

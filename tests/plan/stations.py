@@ -11,16 +11,17 @@ from station.control.observation import Observation
 
 def small_station(*, cap_kw: float = 100.0, capacity_kwh: float = 100.0, bess_kw: float = 100.0,
                   reserve_soc: float = 0.1, soc_min: float = 0.05, soc_max: float = 0.95, efficiency: float = 1.0,
+                  module_efficiency: float = 1.0, cap_margin_fraction: float = 0.0,
                   export_kw: float = 200.0, profile: list[float] | None = None, horizon_s: float = 7200.0,
                   **planner: Any) -> StationConfig:
-    """Two 300 kW guns on one lossless cabinet, a 100 kWh battery, a 100 kW grid cap, no margins: the
-    numbers of a hand calculation come out exactly."""
+    """Two 300 kW guns on one cabinet (lossless by default), a 100 kWh battery, a 100 kW grid cap, no
+    margins: the numbers of a hand calculation come out exactly."""
     data = {
         "station": {"id": "plan-test"},
         "grid": {"transformer_kva": 1000.0, "import_limit_kw": cap_kw, "export_limit_kw": export_kw,
                  "aux_load_kw": 0.0},
         "cabinets": [{"id": "C1", "modules": {"count": 16, "rated_kw": 40.0, "max_current_a": 100.0,
-                                              "efficiency": 1.0}}],
+                                              "efficiency": module_efficiency}}],
         "switch_matrix": [{"cabinet": "C1", "modules": "1-16", "guns": ["G1", "G2"]}],
         "dispensers": [{"id": "D1", "guns": [
             {"id": "G1", "max_current_a": 400.0, "max_voltage_v": 1000.0, "max_power_kw": 300.0},
@@ -30,7 +31,7 @@ def small_station(*, cap_kw: float = 100.0, capacity_kwh: float = 100.0, bess_kw
                  "soc_min": soc_min, "soc_max": soc_max, "reserve_soc": reserve_soc, "initial_soc": 0.5,
                  "charge_efficiency": efficiency, "discharge_efficiency": efficiency},
         "dispatch": {"fallback_export_limit_kw": export_kw},
-        "control": {"cap_margin_fraction": 0.0,
+        "control": {"cap_margin_fraction": cap_margin_fraction,
                     "planner": {"horizon_s": horizon_s, "arrival_profile_kw": profile or [0.0] * 24, **planner}},
     }
     cfg, issues = validate_config(data)
