@@ -295,8 +295,9 @@ class ControlConfig(Section):
     period_s: float = Field(default=0.1, ge=0.005, le=1.0)
     cap_margin_fraction: float = Field(
         default=0.005, ge=0.0, le=0.1,
-        description="the controller aims this fraction below the import and export caps: room for load-dependent"
-                    " module losses, actuator lag and meter noise, so the cap holds on the true grid power")
+        description="the controller aims this fraction of the connection's import cap (as kW) inside the import and"
+                    " export limits in force: room for load-dependent module losses, actuator lag and meter noise,"
+                    " so the limits hold on the true grid power")
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
     modules: ModuleSwitchingConfig = ModuleSwitchingConfig()
     planner: PlannerConfig = PlannerConfig()

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from hil.commands import add_scenario_arguments, load
 
 HELP = "run ours and the peers' baselines on a scenario, with the perfect-foresight LP bound"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="scenario YAML (hil/scenarios/*.yaml)")
-    p.add_argument("--out", required=True, type=Path, help="output directory: compare.md, compare.json, compare.png")
+    add_scenario_arguments(p, "compare.md, compare.json, compare.png")
     p.add_argument("--policies", default=None, help="comma-separated subset (default: all)")
-    p.add_argument("--step", type=float, default=None, help="simulation step in seconds (default: the scenario's)")
     p.add_argument("--bound-step", type=float, default=60.0, help="time step of the bound's LP (default 60 s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hil.scenarios import ScenarioError, load_scenario
     from hil.sim.compare import compare, markdown_table, write
 
-    try:
-        scn = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(exc, file=sys.stderr)
+    scn = load(args)
+    if scn is None:
         return 2
     policies = args.policies.split(",") if args.policies else None
     try:

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from hil.commands import add_scenario_arguments, load
 
 HELP = "run a scenario offline with the plant models; write report.json, timeseries.csv, power.png"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="scenario YAML (hil/scenarios/*.yaml)")
-    p.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    add_scenario_arguments(p, "report.json, timeseries.csv, power.png")
     p.add_argument("--policy", default="ours",
                    help="ours (default) or a baseline: equal-share, priority-share, llf, uncontrolled")
-    p.add_argument("--step", type=float, default=None, help="simulation step in seconds (default: the scenario's)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hil.scenarios import ScenarioError, load_scenario
     from hil.sim.report import write_report
     from hil.sim.run import simulate
 
-    try:
-        scn = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(exc, file=sys.stderr)
+    scn = load(args)
+    if scn is None:
         return 2
     try:
         res = simulate(scn, args.policy, args.step)

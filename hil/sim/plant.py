@@ -62,6 +62,7 @@ class StationPlant:
         self.module_faulted = np.zeros(self.m, dtype=np.bool_)
         self.module_gun = np.full(self.m, -1, dtype=np.int64)
         self.module_current_a = np.zeros(self.m)
+        self._banks: dict[tuple[int, ...], _Bank] = {}
         self.vehicles: list[Vehicle | None] = [None] * self.n
         self.gun_out_of_service = np.zeros(self.n, dtype=np.bool_)
         self.not_drawing = np.zeros(self.n, dtype=np.bool_)  # fault: the vehicle stops drawing current
@@ -150,25 +151,26 @@ class StationPlant:
         banks = bank.tolist()
         commands = decision.gun_kw.tolist()
         last_volts = self.last_voltage_v.tolist()
+        last_kw = self.last_gun_kw.tolist()
         for g, v in enumerate(self.vehicles):
             if v is None:
                 continue
-            counts = [(c, self.cabinet_ratings[i]) for i, c in enumerate(banks[g]) if c]
+            b = self._bank(tuple(banks[g]))
             volts = v.terminal_voltage_v(0.0) if math.isnan(last_volts[g]) else last_volts[g]
             cmd = 0.0 if self.gun_out_of_service[g] else commands[g]
-            current = self._current(g, v, counts, volts, cmd, dt_s)
+            current = self._current(g, v, b, volts, cmd, last_kw[g], dt_s)
             p = v.step(current, dt_s)
-            self.last_voltage_v[g] = v.terminal_voltage_v(current)
+            # what the charger measured during the step: voltage and current of the same instant
+            self.last_voltage_v[g] = p * 1000.0 / current if current else v.terminal_voltage_v(0.0)
             gun_kw[g] = p
-            if counts and p != 0.0:
-                share = p / sum(c for c, _ in counts)  # equal current sharing: each module carries p / n
-                gun_ac[g] = p + sum(c * r.loss_kw(share) for c, r in counts)
+            if b.count and p != 0.0:
+                share = p / b.count  # equal current sharing: each module carries p / n
+                gun_ac[g] = p + b.loss_p0_kw + b.loss_k * share * share
                 current_a[g] = abs(current)
         n_per_gun = bank.sum(axis=1)
         per_module = np.divide(np.array(current_a), n_per_gun, out=np.zeros(self.n), where=n_per_gun > 0)
         self.module_current_a[:] = np.where(working, per_module[np.maximum(self.module_gun, 0)], 0.0)
         self.last_gun_kw[:] = gun_kw
-        gun_kw_arr = np.array(gun_kw)
         bess_kw = 0.0
         if self.bess is not None:
             self.bess.setpoint_kw = decision.bess_kw
@@ -176,17 +178,44 @@ class StationPlant:
             bess_kw = self.bess.power_kw
         grid = sum(gun_ac) + self.aux_kw - bess_kw
         self.meter.observe(t_s + dt_s, grid)
-        return StepFlows(gun_kw_arr, np.array(gun_ac), bess_kw, grid)
+        return StepFlows(np.array(gun_kw), np.array(gun_ac), bess_kw, grid)
 
-    def _current(self, g: int, v: Vehicle, counts: list[tuple[int, ModuleRating]], volts: float, cmd_kw: float,
+    def _bank(self, counts: tuple[int, ...]) -> _Bank:
+        """The modules switched to one gun, by cabinet, summed once per composition (compositions recur)."""
+        b = self._banks.get(counts)
+        if b is None:
+            parts = [(c, r) for c, r in zip(counts, self.cabinet_ratings) if c]
+            # ModuleRating.loss_kw(x) = p0 + k x^2 per module; n modules at x = p / n each
+            p0 = sum(c * r.loss_kw(0.0) for c, r in parts)
+            k = sum(c * (r.loss_kw(1.0) - r.loss_kw(0.0)) for c, r in parts)
+            b = _Bank(count=sum(c for c, _ in parts), parts=parts, loss_p0_kw=p0, loss_k=k,
+                      ramp_kw_per_s=sum(c * r.ramp_kw_per_s for c, r in parts))
+            self._banks[counts] = b
+        return b
+
+    def _current(self, g: int, v: Vehicle, bank: _Bank, volts: float, cmd_kw: float, prev_kw: float,
                  dt_s: float) -> float:
         """The current the charger delivers: bounded by the command, the modules and the BMS request."""
-        cap_a = min(float(self.gun_max_a[g]), sum(c * r.max_current_at(volts) for c, r in counts))
-        ramp_kw = sum(c * r.ramp_kw_per_s for c, r in counts) * dt_s
-        prev = self.last_gun_kw[g]
-        cmd_kw = min(max(cmd_kw, prev - ramp_kw), prev + ramp_kw)
+        # the modules' limits hold at the terminal voltage under load: a current limit and a power limit
+        cap_kw = cap_a = 0.0
+        for c, r in bank.parts:
+            if r.min_voltage_v <= volts <= r.max_voltage_v:
+                cap_kw += c * r.rated_kw
+                cap_a += c * r.max_current_a
+        cap_a = min(float(self.gun_max_a[g]), cap_a, v.current_for_power(cap_kw))
+        ramp_kw = bank.ramp_kw_per_s * dt_s
+        cmd_kw = min(max(cmd_kw, prev_kw - ramp_kw), prev_kw + ramp_kw)
         if cmd_kw >= 0.0:
             asked = 0.0 if self.not_drawing[g] else v.accepted_current_a()
             return min(v.current_for_power(cmd_kw), cap_a, asked)
         offer = v.v2g_available_kw()
-        return max(v.current_for_power(max(cmd_kw, -offer)), -cap_a)
+        return max(v.current_for_power(max(cmd_kw, -offer, -cap_kw)), -cap_a)
+
+
+@dataclass(frozen=True)
+class _Bank:
+    count: int
+    parts: list[tuple[int, ModuleRating]]
+    loss_p0_kw: float
+    loss_k: float
+    ramp_kw_per_s: float
