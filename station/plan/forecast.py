@@ -11,7 +11,8 @@ Built in Python (NumPy) from what the controller knows now; the solve (kernel.py
   want, and a typical hour brings at least its typical demand. Step 0 is now: sessions only.
 * **Grid limits**: now, what is in force (``Observation``); later, the known dispatch windows (the
   latest-starting window touching a step sets its cap, export limit and target, as in force at run
-  time), else the station's own cap. Every cap is taken with the controller's ``cap_margin_fraction``.
+  time), else the station's own cap. Every limit is taken with the controller's margin
+  (``cap_margin_fraction``, ``with_margin``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def step_overlap(start_s: np.ndarray | float, end_s: np.ndarray | float, n: int,
 
 def session_demand(obs: Observation, gun_max_kw: np.ndarray, gun_eff: np.ndarray, n: int, dt_s: float,
                    unknown_session_s: float) -> np.ndarray:
-    """Grid-side kW the sessions in progress draw in each step, served as soon as possible."""
+    """Grid-side kW the sessions in progress draw in each step, served as soon as possible. A demand not
+    (yet) reported counts as none; a vehicle limit not reported, as the gun's rating."""
     on = obs.connected
-    rate = np.where(on, np.minimum(np.minimum(np.maximum(obs.demand_kw, 0.0), obs.vehicle_max_kw), gun_max_kw), 0.0)
+    asked = np.nan_to_num(np.maximum(obs.demand_kw, 0.0), nan=0.0)
+    vehicle_max = np.where(np.isnan(obs.vehicle_max_kw), gun_max_kw, obs.vehicle_max_kw)
+    rate = np.where(on, np.minimum(np.minimum(asked, vehicle_max), gun_max_kw), 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         by_energy = np.where(rate > 0, np.maximum(obs.energy_wanted_kwh, 0.0) / rate * 3600.0, 0.0)
     by_departure = np.maximum(obs.departure_s - obs.t_s, 0.0)
@@ -52,13 +56,20 @@ def profile_demand(profile_kw: Sequence[float], start_hour: float, t_s: float, n
     return np.asarray(profile_kw, dtype=np.float64)[np.floor(mid_h % 24.0).astype(np.int64) % 24]
 
 
+def with_margin(cfg: StationConfig, limit_kw: np.ndarray) -> np.ndarray:
+    """An import or export limit as the controller aims for it: ``cap_margin_fraction`` of the connection's
+    import cap inside, towards zero but never across it (``Controller.limits_with_margin``, vectorised;
+    tests/plan checks the two agree)."""
+    margin = cfg.control.cap_margin_fraction * cfg.import_cap_kw
+    return np.maximum(limit_kw - margin, np.minimum(limit_kw, 0.0))
+
+
 def grid_limits(cfg: StationConfig, obs: Observation, schedule: Sequence[Any], n: int,
                 dt_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Per step: the import cap to keep (normal step) or the grid power to hold (hold step), and ``hold``.
 
     A step holds a grid power when a dispatch target is in force, or when the cap is below the auxiliary
     load (then the kernel holds the cap with the whole battery, as for a target)."""
-    margin = 1.0 - cfg.control.cap_margin_fraction
     site_cap = cfg.import_cap_kw
     if cfg.dispatch.fallback_import_limit_kw is not None:
         site_cap = min(site_cap, cfg.dispatch.fallback_import_limit_kw)
@@ -76,8 +87,8 @@ def grid_limits(cfg: StationConfig, obs: Observation, schedule: Sequence[Any], n
         target[touched] = w.target_kw
         starts[touched] = a
     cap[0], export[0], target[0] = obs.import_cap_kw, obs.export_cap_kw, obs.target_kw
-    cap *= margin
-    export *= margin
+    cap = with_margin(cfg, cap)
+    export = with_margin(cfg, export)
     hold = ~np.isnan(target) | (cap < obs.aux_load_kw)
     limit = np.where(np.isnan(target), cap, np.minimum(np.maximum(target, -export), cap))
     return limit, hold

@@ -10,7 +10,8 @@ import pytest
 
 from station.config import validate_config
 from station.plan import Planner, Window
-from station.plan.forecast import grid_limits, profile_demand, session_demand
+from station.control.decide import Controller
+from station.plan.forecast import grid_limits, profile_demand, session_demand, with_margin
 from tests.plan.stations import observe, small_station
 
 
@@ -30,9 +31,12 @@ def test_sessions_draw_what_they_ask_until_done_or_gone() -> None:
 def test_a_session_with_nothing_known_lasts_unknown_session_s_and_unplugged_guns_draw_nothing() -> None:
     cfg = small_station()
     obs = observe(cfg, sessions=[(0, 50.0, math.nan, math.nan)])
+    obs.vehicle_max_kw[0] = math.nan  # not reported yet: the gun's rating bounds it
     obs.demand_kw[1] = 80.0  # asks, but not in the charging phase: not counted
     got = session_demand(obs, np.array([300.0, 300.0]), np.ones(2), 4, 600.0, 900.0)
     assert got == pytest.approx([50.0, 25.0, 0.0, 0.0])
+    obs.demand_kw[0] = math.nan  # no demand reported: nothing forecast, never a nan in the plan
+    assert session_demand(obs, np.array([300.0, 300.0]), np.ones(2), 4, 600.0, 900.0) == pytest.approx([0.0] * 4)
 
 
 def test_profile_is_read_in_local_hours_from_the_start_hour() -> None:
@@ -43,24 +47,33 @@ def test_profile_is_read_in_local_hours_from_the_start_hour() -> None:
 
 
 def test_grid_limits_from_obs_now_and_windows_later() -> None:
-    """Cap 100 kW, export 200, 1 % margin; steps of 10 min from t = 600 s.
+    """Cap 100 kW, export 200, a margin of 1 % of the cap (1 kW); steps of 10 min from t = 600 s.
 
     Now (step 0) the observation: a lease of 80 kW. Window A [1200, 3000) caps import at 60; window B
-    [2400, 3300) starts later and wins where they overlap: target -150 (export, within 0.99 x 180).
+    [2400, 3300) starts later and wins where they overlap: target -150 (export, within 180 - 1).
     A window touching a step at all sets the step (ready early rather than late)."""
     cfg = small_station(cap_margin_fraction=0.01)
     obs = observe(cfg, t_s=600.0, import_cap_kw=80.0)
     windows = [Window(2400.0, 3300.0, 500.0, 180.0, -150.0), Window(1200.0, 3000.0, 60.0, 0.0)]
     limit, hold = grid_limits(cfg, obs, windows, 6, 600.0)
     # steps start at 600, 1200, 1800, 2400, 3000, 3600
-    assert limit == pytest.approx([79.2, 59.4, 59.4, -150.0, -150.0, 99.0])
+    assert limit == pytest.approx([79.0, 59.0, 59.0, -150.0, -150.0, 99.0])
     assert hold.tolist() == [False, False, False, True, True, False]
     # a target beyond the export limit is clamped to it, and a cap under the auxiliary load is held
     limit, hold = grid_limits(cfg, obs, [Window(1200.0, 1800.0, 100.0, 50.0, -400.0)], 3, 600.0)
-    assert limit[1] == pytest.approx(-49.5) and hold[1]
+    assert limit[1] == pytest.approx(-49.0) and hold[1]
     obs.aux_load_kw = 70.0
     limit, hold = grid_limits(cfg, obs, [Window(1200.0, 1800.0, 50.0, 0.0)], 3, 600.0)
-    assert hold.tolist() == [False, True, False] and limit[1] == pytest.approx(49.5)
+    assert hold.tolist() == [False, True, False] and limit[1] == pytest.approx(49.0)
+
+
+def test_margin_is_the_controllers() -> None:
+    cfg = small_station(cap_margin_fraction=0.02)
+    controller = Controller(cfg)
+    limits = np.array([-50.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 80.0, 100.0])
+    for imp, exp in zip(limits, limits[::-1]):
+        assert (with_margin(cfg, np.array([imp]))[0], with_margin(cfg, np.array([exp]))[0]) == \
+            controller.limits_with_margin(float(imp), float(exp))
 
 
 def test_forecast_takes_the_larger_of_sessions_and_profile_after_now() -> None:

@@ -16,6 +16,7 @@ from station.config import StationConfig
 from station.control.decide import gun_efficiencies
 from station.control.observation import Observation
 from station.plan import BessPlan, Planner, Window
+from station.plan.forecast import with_margin
 from station.plan.planner import TOL_KW
 from tests.plan.closed_loop import run
 from tests.plan.stations import observe, small_station
@@ -104,11 +105,10 @@ def kernel_now(cfg: StationConfig, obs: Observation, plan: BessPlan) -> float:
     eff = gun_efficiencies(cfg)
     guns = tuple(GunInput(f"G{g}", demand_kw=float(obs.demand_kw[g]), vehicle_max_kw=float(obs.vehicle_max_kw[g]),
                           gun_max_kw=300.0, efficiency=eff[g]) for g in range(obs.n_guns) if obs.connected[g])
-    margin = 1.0 - cfg.control.cap_margin_fraction
+    importing, exporting = with_margin(cfg, np.array([obs.import_cap_kw, obs.export_cap_kw]))
     inp = AllocationInput(
         dt_s=cfg.control.planner.step_s,
-        grid=GridInput(import_limit_kw=obs.import_cap_kw * margin, export_limit_kw=obs.export_cap_kw * margin,
-                       target_kw=obs.target_kw),
+        grid=GridInput(import_limit_kw=importing, export_limit_kw=exporting, target_kw=obs.target_kw),
         guns=guns, aux_load_kw=obs.aux_load_kw,
         bess=BessInput(soc=obs.bess_soc, capacity_kwh=b.capacity_kwh, soc_min=b.soc_min, soc_max=b.soc_max,
                        reserve_soc=b.reserve_soc, max_charge_kw=b.max_charge_kw, max_discharge_kw=b.max_discharge_kw,
