@@ -453,6 +453,8 @@ def _rule_from_error(err: dict[str, Any]) -> str:
         return f"must be one of {ctx.get('expected')}"
     if kind == "union_tag_invalid":
         return f"transport must be one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"{ctx.get('discriminator', 'transport').strip(chr(39))} is required (tcp or rtu)"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"][0].lower() + err["msg"][1:]
