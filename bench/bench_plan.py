@@ -4,6 +4,8 @@ cold and cached start-up.
 
     .venv/bin/python -m bench.bench_plan            # prints markdown tables
     .venv/bin/python -m bench.bench_plan --quick    # fewer repeats
+    .venv/bin/python -m bench.bench_plan --sim      # our policy on the shipped scenarios, with and without
+                                                    # the planner (docs/planner.md, "Measured in the simulator")
 
 A re-plan is ``Planner.plan(obs, schedule)`` end to end - forecast, solve, the kernel's settings - on a
 busy afternoon: both truck guns, ten 600 kW guns and six car guns charging, an arrival profile above
@@ -38,10 +40,8 @@ WINDOW = Window(start_s=3000.0, end_s=4800.0, import_limit_kw=2000.0, export_lim
 
 
 def hub(horizon_s: float, soc_levels: int) -> StationConfig:
-    cfg = load_config(HUB)
-    planner = cfg.control.planner.model_copy(update=dict(horizon_s=horizon_s, step_s=60.0, soc_levels=soc_levels,
-                                                         arrival_profile_kw=[float(x) for x in PROFILE]))
-    return cfg.model_copy(update=dict(control=cfg.control.model_copy(update=dict(planner=planner))))
+    return with_planner(load_config(HUB), horizon_s=horizon_s, step_s=60.0, soc_levels=soc_levels,
+                        arrival_profile_kw=[float(x) for x in PROFILE])
 
 
 def busy(cfg: StationConfig, t_s: float) -> Observation:
@@ -105,10 +105,57 @@ def startup(cache: str) -> float:
                                 env=os.environ | {"NUMBA_CACHE_DIR": cache}).stdout)
 
 
+SCENARIOS = ("afternoon-peak", "v2g-evening", "truck-depot", "day-24h")
+SIM_KEYS = ("energy_delivered_kwh", "sessions_short", "cap_violations", "tracking_rms_kw", "v2g_fraction",
+            "bess_final_soc")
+
+
+def with_planner(cfg: StationConfig, **update: object) -> StationConfig:
+    planner = cfg.control.planner.model_copy(update=update)
+    return cfg.model_copy(update=dict(control=cfg.control.model_copy(update=dict(planner=planner))))
+
+
+def sim_table() -> None:
+    """Our policy on each shipped scenario: the kernel alone, the planner at its defaults, and the planner
+    with ``leveling: 1`` and the typical-day profile above; outcome and wall time of each run."""
+    from hil.scenarios import load_scenario
+    from hil.sim import run as sim
+    from hil.sim.report import metrics
+    from station.control.decide import Controller
+
+    variants = {
+        "kernel alone": lambda cfg, hour: Controller(cfg),
+        "planner (default)": lambda cfg, hour: Controller(cfg, planner=Planner(cfg, start_hour=hour)),
+        "planner, leveling 1 + profile": lambda cfg, hour: Controller(cfg, planner=Planner(
+            with_planner(cfg, leveling=1.0, arrival_profile_kw=[float(x) for x in PROFILE]), start_hour=hour)),
+    }
+    print(f"Our policy on the shipped scenarios, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
+    print("| scenario | policy | wall | " + " | ".join(SIM_KEYS) + " |")
+    print("|---|---|---:|" + "---:|" * len(SIM_KEYS))
+    root = Path(__file__).resolve().parent.parent / "hil" / "scenarios"
+    original = sim.make_policy
+    try:
+        for name in SCENARIOS:
+            scenario = load_scenario(root / f"{name}.yaml")
+            for label, build in variants.items():
+                sim.make_policy = lambda policy, cfg, *, start_hour=0.0, build=build: build(cfg, start_hour)
+                t = time.perf_counter()
+                m = metrics(sim.simulate(scenario, "ours"))
+                cells = [("-" if m[k] is None else f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k]))
+                         for k in SIM_KEYS]
+                print(f"| {name} | {label} | {time.perf_counter() - t:.1f} s | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        sim.make_policy = original
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sim", action="store_true", help="the shipped scenarios with and without the planner")
     args = ap.parse_args()
+    if args.sim:
+        sim_table()
+        return
     repeats, replans = (3, 4) if args.quick else (7, 11)
     load = os.getloadavg()[0]
     print(f"Horizon planner on the megawatt hub, per re-plan (median of {repeats} runs per re-plan, "

@@ -279,6 +279,10 @@ class PlannerConfig(Section):
         default=1800.0, ge=0, le=24 * 3600.0,
         description="a session whose energy and departure are both unknown is assumed to draw for this long")
     soc_levels: int = Field(default=101, ge=11, le=2001, description="SoC grid points of the dynamic programme")
+    leveling: float = Field(
+        default=0.0, ge=0.0, le=10.0,
+        description="0: the battery serves deficits as they come (most energy delivered); > 0: it is saved for"
+                    " deeper forecast deficits, curtailing more evenly over time (docs/planner.md)")
 
     @field_validator("horizon_s")
     @classmethod

@@ -14,17 +14,12 @@ import math
 import numpy as np
 
 from station.allocate.jit import njit
-from station.plan.problem import (
-    FORCED_WEIGHT,
-    SHORTFALL_WEIGHT,
-    TERMINAL_VALUE,
-    TIME_PREFERENCE,
-    Problem,
-    Solution,
-)
+from station.plan.problem import Problem, Solution
 
 (Q_DT, Q_AUX, Q_CAP, Q_SOC_MIN, Q_SOC_MAX, Q_RESERVE, Q_CH_MAX, Q_DIS_MAX, Q_SOC_PER_KW_DIS, Q_SOC_PER_KW_CH,
- Q_KW_PER_SOC_DIS, Q_KW_PER_SOC_CH, Q_HALF_PER_KW, Q_R, Q_LEVELS_LOW, Q_LEVELS_HIGH) = range(16)
+ Q_KW_PER_SOC_DIS, Q_KW_PER_SOC_CH, Q_HALF_PER_KW, Q_R, Q_LEVELS_LOW, Q_LEVELS_HIGH, Q_LEVELING_PER_KW, Q_FORCED,
+ Q_SHORTFALL) = range(19)
+W_LEVELING, W_TIME_PREFERENCE, W_FORCED, W_SHORTFALL, W_TERMINAL = range(5)  # Weights.array()
 
 
 @njit
@@ -72,18 +67,18 @@ def stage_cost(q, deficit, demand, weight, hold, k, b):
         r = d - b
         if r >= 0.0:
             u = min(r, demand[k])
-            penalty = SHORTFALL_WEIGHT * (r - u)
+            penalty = q[Q_SHORTFALL] * (r - u)
         else:
             u = 0.0
-            penalty = SHORTFALL_WEIGHT * -r
+            penalty = q[Q_SHORTFALL] * -r
     elif b >= 0.0:
         u = max(d - b, 0.0)
         penalty = 0.0
     else:
         u = max(d, 0.0)
         f = max(min(d, 0.0) - b, 0.0)
-        penalty = FORCED_WEIGHT * (f + f * f * q[Q_HALF_PER_KW])
-    return q[Q_DT] * (weight[k] * (u + u * u * q[Q_HALF_PER_KW]) + penalty)
+        penalty = q[Q_FORCED] * (f + f * f * q[Q_HALF_PER_KW])
+    return q[Q_DT] * (weight[k] * (u + u * u * q[Q_LEVELING_PER_KW]) + penalty)
 
 
 @njit
@@ -170,8 +165,11 @@ def best(q, deficit, demand, weight, limit, hold, forced_ok, room_ok, value, k, 
                 if j < best_j:
                     best_b, best_j = b, j
         for c in range(min(math.floor(x_top), m - 1), max(math.floor(x_bot), -1) - 1, -1):
+            if q[Q_LEVELING_PER_KW] <= 0.0:
+                break
             slope = (value[k + 1, c + 1] - value[k + 1, c]) * levels_per_soc(q, c) if 0 <= c <= m - 2 else 0.0
-            b = d - q[Q_DIS_MAX] * (-slope * q[Q_SOC_PER_KW_DIS] / (q[Q_DT] * weight[k]) - 1.0)
+            ratio = -slope * q[Q_SOC_PER_KW_DIS] / (q[Q_DT] * weight[k])
+            b = d - (ratio - 1.0) / (2.0 * q[Q_LEVELING_PER_KW])
             if a < b < hi:
                 j = total(q, deficit, demand, weight, hold, value, k, s, b)
                 if j < best_j:
@@ -188,7 +186,8 @@ def best(q, deficit, demand, weight, limit, hold, forced_ok, room_ok, value, k, 
         edge = min(d, 0.0)
         for c in range(min(math.floor(x_top), m - 1), max(math.floor(x_bot), -1) - 1, -1):
             slope = (value[k + 1, c + 1] - value[k + 1, c]) * levels_per_soc(q, c) if 0 <= c <= m - 2 else 0.0
-            b = edge - q[Q_DIS_MAX] * (-slope * q[Q_SOC_PER_KW_CH] / (q[Q_DT] * FORCED_WEIGHT) - 1.0)
+            ratio = -slope * q[Q_SOC_PER_KW_CH] / (q[Q_DT] * q[Q_FORCED])
+            b = edge - (ratio - 1.0) / (2.0 * q[Q_HALF_PER_KW])
             if lo < b < min(top, edge):
                 j = total(q, deficit, demand, weight, hold, value, k, s, b)
                 if j < best_j:
@@ -198,13 +197,13 @@ def best(q, deficit, demand, weight, limit, hold, forced_ok, room_ok, value, k, 
 
 @njit
 def solve_kernel(dt_h, demand, limit, hold, aux, capacity, soc0, soc_min, soc_max, reserve, ch_max, dis_max,
-                 eta_c, eta_d, soc_levels, reserve_level):
+                 eta_c, eta_d, soc_levels, reserve_level, weights):
     """Backward pass over the SoC grid, then the forward pass from ``soc0``.
 
     Returns (bess_kw[N], soc[N+1], value[N+1, soc_levels], cost)."""
     n = demand.shape[0]
     m = soc_levels
-    q = np.empty(16)
+    q = np.empty(19)
     q[Q_DT], q[Q_AUX], q[Q_CAP] = dt_h, aux, capacity
     q[Q_SOC_MIN], q[Q_SOC_MAX], q[Q_RESERVE] = soc_min, soc_max, reserve
     q[Q_CH_MAX], q[Q_DIS_MAX] = ch_max, dis_max
@@ -213,6 +212,9 @@ def solve_kernel(dt_h, demand, limit, hold, aux, capacity, soc0, soc_min, soc_ma
     q[Q_KW_PER_SOC_DIS] = capacity * eta_d / dt_h
     q[Q_KW_PER_SOC_CH] = capacity / (eta_c * dt_h)
     q[Q_HALF_PER_KW] = 0.5 / dis_max
+    q[Q_LEVELING_PER_KW] = weights[W_LEVELING] * q[Q_HALF_PER_KW]
+    q[Q_FORCED], q[Q_SHORTFALL] = weights[W_FORCED], weights[W_SHORTFALL]
+    terminal = weights[W_TERMINAL]
     r = reserve_level  # the grid: r cells up to the reserve, m - 1 - r above (Steps.__init__)
     levels_high = (m - 1 - r) / (soc_max - reserve) if r < m - 1 else 0.0
     levels_low = r / (reserve - soc_min) if r > 0 else levels_high
@@ -223,7 +225,7 @@ def solve_kernel(dt_h, demand, limit, hold, aux, capacity, soc0, soc_min, soc_ma
     weight = np.empty(n)
     for k in range(n):
         deficit[k] = demand[k] + aux - limit[k]
-        weight[k] = 1.0 + TIME_PREFERENCE * (n - k) / n
+        weight[k] = 1.0 + weights[W_TIME_PREFERENCE] * ((n - k) * dt_h)
     forced_ok = np.zeros(n, dtype=np.bool_)
     room_ok = np.zeros(n, dtype=np.bool_)
     energy = False
@@ -237,18 +239,19 @@ def solve_kernel(dt_h, demand, limit, hold, aux, capacity, soc0, soc_min, soc_ma
 
     value = np.empty((n + 1, m))
     for i in range(m):
-        value[n, i] = -TERMINAL_VALUE * (node(q, i) - soc_min) * capacity
+        value[n, i] = -terminal * (node(q, i) - soc_min) * capacity
     end = n  # the step after the hold window that contains step k
     for k in range(n - 1, -1, -1):
         if not hold[k]:
             end = k
-            for i in range(m):
-                value[k, i] = best(q, deficit, demand, weight, limit, hold, forced_ok, room_ok, value, k,
-                                   node(q, i))[1]
-        else:
+        if hold[k] and (k == 0 or not hold[k - 1]):
             for i in range(m):
                 value[k, i] = through_window(q, deficit, demand, weight, limit, hold, forced_ok, room_ok, value,
                                              k, end, node(q, i))
+        else:
+            for i in range(m):
+                value[k, i] = best(q, deficit, demand, weight, limit, hold, forced_ok, room_ok, value, k,
+                                   node(q, i))[1]
 
     bess = np.empty(n)
     soc = np.empty(n + 1)
@@ -261,7 +264,7 @@ def solve_kernel(dt_h, demand, limit, hold, aux, capacity, soc0, soc_min, soc_ma
         cost += stage_cost(q, deficit, demand, weight, hold, k, b)
         s = next_soc(q, s, b)
     soc[n] = s
-    cost += -TERMINAL_VALUE * (s - soc_min) * capacity
+    cost += -terminal * (s - soc_min) * capacity
     return bess, soc, value, cost
 
 

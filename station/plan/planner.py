@@ -4,8 +4,8 @@ kernel the three BESS settings that carry the plan out (docs/planner.md).
 The kernel sees one instant: without a plan it discharges whenever vehicles want more than the cap and
 recharges whenever there is headroom. The plan changes that only where foresight pays:
 
-* ``support_max_kw`` rations the discharge now when the energy is worth more later (a forecast deeper
-  deficit, a dispatch window that needs it);
+* ``support_max_kw`` rations the discharge now when the energy is worth more later (a dispatch window
+  that needs it; with ``leveling`` > 0, also a forecast deeper deficit);
 * ``charge_min_kw`` charges the battery before the vehicles when a known window cannot be held
   otherwise (there is no headroom to fill it from);
 * ``soc_target`` stays ``soc_max`` - recharging from headroom is free without a tariff - except before a
@@ -26,7 +26,7 @@ from station.control.decide import gun_efficiencies
 from station.control.observation import Observation
 from station.plan.forecast import grid_limits, profile_demand, session_demand
 from station.plan.kernel import solve
-from station.plan.problem import Problem, Solution
+from station.plan.problem import Problem, Solution, Weights
 from station.plan.reference import Steps
 
 TOL_KW = 1.0  # a planned power within this of the kernel's own choice is the kernel's own choice
@@ -100,7 +100,7 @@ class Planner:
             capacity_kwh=b.capacity_kwh, soc0=obs.bess_soc, soc_min=b.soc_min, soc_max=b.soc_max,
             reserve_soc=b.reserve_soc, max_charge_kw=b.max_charge_kw, max_discharge_kw=b.max_discharge_kw,
             charge_efficiency=b.charge_efficiency, discharge_efficiency=b.discharge_efficiency,
-            soc_levels=pc.soc_levels,
+            soc_levels=pc.soc_levels, weights=Weights(leveling=pc.leveling),
         )
         sol = solve(p)
         self.problem, self.solution = p, sol

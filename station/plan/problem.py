@@ -13,16 +13,19 @@ The horizon is ``N`` equal steps of ``dt_h`` hours. Step ``k`` is either
 
 The cost the solve minimises (kWh-weighted, see docs/planner.md for why this shape):
 
-* vehicle demand not served, ``u + u^2 / (2 P)`` per step for ``u`` kW unserved, ``P`` the battery's
-  discharge rating: convex, so a kWh goes where the deficit is deepest (the forecast peak) rather than
-  where it is shallow; weighted ``1 + TIME_PREFERENCE * (N - k) / N`` so that, all else equal, a
-  certain deficit now beats a forecast one later;
-* vehicles curtailed to charge the battery, ``FORCED_WEIGHT`` times the same convex form: above any
-  vehicle trade-off, so it only happens to make a grid obligation feasible, and spread out rather than
-  in a few deep cuts;
-* a dispatch target not held (``SHORTFALL_WEIGHT`` per kWh): grid before vehicles;
-* minus ``TERMINAL_VALUE`` per kWh left in the battery at the end (less than any unserved kWh, so the
+* vehicle demand not served, ``u + leveling * u^2 / (2 P)`` per step for ``u`` kW unserved, ``P`` the
+  battery's discharge rating, weighted ``1 + time_preference * (hours from step k to the horizon's
+  end)``: a kWh now counts more than a forecast one later, and with ``leveling`` > 0 a kWh goes where
+  the deficit is deepest rather than where it is shallow;
+* vehicles curtailed to charge the battery, ``forced`` times ``f + f^2 / (2 P)``: above any vehicle
+  trade-off, so it only happens to make a grid obligation feasible, and spread out rather than in a few
+  deep cuts;
+* a dispatch target not held (``shortfall`` per kWh): grid before vehicles;
+* minus ``terminal_value`` per kWh left in the battery at the end (less than any unserved kWh, so the
   plan never keeps energy beyond the horizon while vehicles go short inside it).
+
+The weights travel with the problem (``Weights``), not as module constants, so the compiled kernel's
+cache never holds stale values.
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TERMINAL_VALUE = 0.5
-FORCED_WEIGHT = 50.0
-SHORTFALL_WEIGHT = 1000.0
-TIME_PREFERENCE = 0.01
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The cost of a plan (see the module docstring); defaults are the station's (docs/planner.md)."""
+
+    leveling: float = 0.0
+    time_preference: float = 0.01  # per hour of lead: breaks ties towards now
+    forced: float = 50.0
+    shortfall: float = 1000.0
+    terminal_value: float = 0.5
+
+    def array(self) -> np.ndarray:
+        return np.array([self.leveling, self.time_preference, self.forced, self.shortfall, self.terminal_value])
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class Problem:
     charge_efficiency: float
     discharge_efficiency: float
     soc_levels: int = 101
+    weights: Weights = Weights()
 
     @property
     def steps(self) -> int:
@@ -81,7 +95,7 @@ class Problem:
             float(self.aux_kw), float(self.capacity_kwh), float(self.soc0), float(self.soc_min),
             float(self.soc_max), float(self.reserve_soc), float(self.max_charge_kw), float(self.max_discharge_kw),
             float(self.charge_efficiency), float(self.discharge_efficiency), int(self.soc_levels),
-            self.reserve_level(),
+            self.reserve_level(), self.weights.array(),
         )
 
 

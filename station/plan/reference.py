@@ -12,7 +12,8 @@ A dynamic programme over the battery's state of charge (problem.py says what is 
    (``Steps.bounds``) is found exactly for the interpolated ``V[k+1]``: between the powers that land on
    grid points the objective is linear or a convex quadratic, so its minimum is at one of a short list
    of candidates (``Steps.candidates``). A hold step has one power - what the kernel does to hold the
-   grid - so a window is followed exactly to its end from each grid SoC (``Steps.through_window``).
+   grid - so at its first step a window is followed exactly to its end from each grid SoC
+   (``Steps.through_window``).
 3. **Forward pass.** From the measured SoC, each step takes the best power the same way; the SoC is
    carried exactly (never rounded to the grid).
 
@@ -26,14 +27,7 @@ import math
 
 import numpy as np
 
-from station.plan.problem import (
-    FORCED_WEIGHT,
-    SHORTFALL_WEIGHT,
-    TERMINAL_VALUE,
-    TIME_PREFERENCE,
-    Problem,
-    Solution,
-)
+from station.plan.problem import Problem, Solution
 
 
 class Steps:
@@ -44,7 +38,8 @@ class Steps:
         n, m = p.steps, p.soc_levels
         self.p = p
         self.deficit = [float(p.demand_kw[k]) + p.aux_kw - float(p.limit_kw[k]) for k in range(n)]
-        self.weight = [1.0 + TIME_PREFERENCE * (n - k) / n for k in range(n)]
+        w = p.weights
+        self.weight = [1.0 + w.time_preference * ((n - k) * p.dt_h) for k in range(n)]
         self.hold = [bool(h) for h in p.hold]
         self.demand = [float(x) for x in p.demand_kw]
         self.limit = [float(x) for x in p.limit_kw]
@@ -53,6 +48,7 @@ class Steps:
         self.kw_per_soc_dis = p.capacity_kwh * p.discharge_efficiency / p.dt_h
         self.kw_per_soc_ch = p.capacity_kwh / (p.charge_efficiency * p.dt_h)
         self.half_per_kw = 0.5 / p.max_discharge_kw
+        self.leveling_per_kw = w.leveling * self.half_per_kw
         # the grid: r cells of ``low`` SoC up to the reserve, m - 1 - r cells of ``high`` SoC above it
         self.r = p.reserve_level()
         self.levels_high = (m - 1 - self.r) / (p.soc_max - p.reserve_soc) if self.r < m - 1 else 0.0
@@ -150,18 +146,18 @@ class Steps:
             r = d - b
             if r >= 0.0:
                 u = min(r, self.demand[k])
-                penalty = SHORTFALL_WEIGHT * (r - u)
+                penalty = self.p.weights.shortfall * (r - u)
             else:
                 u = 0.0
-                penalty = SHORTFALL_WEIGHT * -r
+                penalty = self.p.weights.shortfall * -r
         elif b >= 0.0:
             u = max(d - b, 0.0)
             penalty = 0.0
         else:
             u = max(d, 0.0)
             f = max(min(d, 0.0) - b, 0.0)  # charged beyond the headroom: vehicles curtailed for it
-            penalty = FORCED_WEIGHT * (f + f * f * self.half_per_kw)
-        return self.p.dt_h * (self.weight[k] * (u + u * u * self.half_per_kw) + penalty)
+            penalty = self.p.weights.forced * (f + f * f * self.half_per_kw)
+        return self.p.dt_h * (self.weight[k] * (u + u * u * self.leveling_per_kw) + penalty)
 
     # ---- one step of the programme --------------------------------------------------------------
 
@@ -191,8 +187,11 @@ class Steps:
                 if a < b < hi:
                     out.append(b)
             for c in range(min(math.floor(x_top), m - 1), max(math.floor(x_bot), -1) - 1, -1):
+                if self.leveling_per_kw <= 0.0:
+                    break  # a linear cost: the ends and crossings are all
                 slope = (row[c + 1] - row[c]) * self.levels_per_soc(c) if 0 <= c <= m - 2 else 0.0
-                b = d - p.max_discharge_kw * (-slope * self.soc_per_kw_dis / (p.dt_h * self.weight[k]) - 1.0)
+                ratio = -slope * self.soc_per_kw_dis / (p.dt_h * self.weight[k])
+                b = d - (ratio - 1.0) / (2.0 * self.leveling_per_kw)
                 if a < b < hi:
                     out.append(b)
         if lo < top:
@@ -205,7 +204,8 @@ class Steps:
             edge = min(d, 0.0)  # below this power the charging curtails vehicles, at a convex cost
             for c in range(min(math.floor(x_top), m - 1), max(math.floor(x_bot), -1) - 1, -1):
                 slope = (row[c + 1] - row[c]) * self.levels_per_soc(c) if 0 <= c <= m - 2 else 0.0
-                b = edge - p.max_discharge_kw * (-slope * self.soc_per_kw_ch / (p.dt_h * FORCED_WEIGHT) - 1.0)
+                ratio = -slope * self.soc_per_kw_ch / (p.dt_h * p.weights.forced)
+                b = edge - (ratio - 1.0) / (2.0 * self.half_per_kw)
                 if lo < b < min(top, edge):
                     out.append(b)
         return out
@@ -215,7 +215,8 @@ class Steps:
 
         A window leaves the battery no choice, so the trajectory is followed exactly and interpolated once,
         at ``end``: step-by-step interpolation would smear the window's shortfall kink over several grid
-        cells (numerical diffusion) and the plan would charge more than the window needs."""
+        cells (numerical diffusion) and the plan would charge more than the window needs. Only the
+        window's first step needs this: no decision looks at the cost-to-go inside a window."""
         cost = 0.0
         for t in range(k, end):
             b = self.bounds(t, s)[0]
@@ -247,14 +248,15 @@ def solve(p: Problem) -> Solution:
     n, m = p.steps, p.soc_levels
     grid = [st.node(j) for j in range(m)]
     value = [[0.0] * m for _ in range(n + 1)]
-    value[n] = [-TERMINAL_VALUE * (s - p.soc_min) * p.capacity_kwh for s in grid]
+    value[n] = [-p.weights.terminal_value * (s - p.soc_min) * p.capacity_kwh for s in grid]
     end = n  # the step after the hold window that contains step k
     for k in range(n - 1, -1, -1):
         if not p.hold[k]:
             end = k
-            value[k] = [st.best(k, s, value[k + 1])[1] for s in grid]
-        else:
+        if p.hold[k] and (k == 0 or not p.hold[k - 1]):  # where a window starts, the decisions before it look
             value[k] = [st.through_window(k, end, s, value[end]) for s in grid]
+        else:  # inside a window no decision looks, and the kernel's step is cheap
+            value[k] = [st.best(k, s, value[k + 1])[1] for s in grid]
 
     bess = [0.0] * n
     soc = [0.0] * (n + 1)
@@ -267,5 +269,5 @@ def solve(p: Problem) -> Solution:
         cost += st.stage_cost(k, b)
         s = st.next_soc(s, b)
     soc[n] = s
-    cost += -TERMINAL_VALUE * (s - p.soc_min) * p.capacity_kwh
+    cost += -p.weights.terminal_value * (s - p.soc_min) * p.capacity_kwh
     return Solution(np.array(bess), np.array(soc), np.array(value), cost)

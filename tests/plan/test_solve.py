@@ -12,14 +12,7 @@ from scipy.optimize import linprog
 from scipy.sparse import lil_matrix
 
 from station.plan import kernel, reference
-from station.plan.problem import (
-    FORCED_WEIGHT,
-    SHORTFALL_WEIGHT,
-    TERMINAL_VALUE,
-    TIME_PREFERENCE,
-    Problem,
-    Solution,
-)
+from station.plan.problem import Problem, Solution, Weights
 
 TOL = 1e-6
 
@@ -54,6 +47,8 @@ def problems(draw: st.DrawFn, max_steps: int = 12, levels: tuple[int, int] = (5,
         reserve_soc=reserve, max_charge_kw=draw(st.floats(5.0, 1000.0)),
         max_discharge_kw=draw(st.floats(5.0, 1000.0)), charge_efficiency=draw(st.floats(0.85, 1.0)),
         discharge_efficiency=draw(st.floats(0.85, 1.0)), soc_levels=draw(st.integers(*levels)),
+        weights=Weights(leveling=draw(st.sampled_from([0.0, 0.5, 1.0])),
+                        time_preference=draw(st.sampled_from([0.0, 0.1, 0.5]))),
     )
 
 
@@ -126,14 +121,15 @@ def lower_bound(p: Problem, tangents: int = 80) -> float:
     off = {name: i * n for i, name in enumerate(names)}
     soc = len(names) * n
     nv = soc + n + 1
-    w = 1.0 + TIME_PREFERENCE * (n - np.arange(n)) / n
+    wt = p.weights
+    w = 1.0 + wt.time_preference * (n - np.arange(n)) * dt
     c = np.zeros(nv)
     c[off["u"]:off["u"] + n] = dt * w
-    c[off["t"]:off["t"] + n] = dt * w
-    c[off["chx"]:off["chx"] + n] = dt * FORCED_WEIGHT
-    c[off["tx"]:off["tx"] + n] = dt * FORCED_WEIGHT
-    c[off["sf"]:off["sf"] + n] = dt * SHORTFALL_WEIGHT
-    c[soc + n] = -TERMINAL_VALUE * p.capacity_kwh
+    c[off["t"]:off["t"] + n] = dt * w * wt.leveling
+    c[off["chx"]:off["chx"] + n] = dt * wt.forced
+    c[off["tx"]:off["tx"] + n] = dt * wt.forced
+    c[off["sf"]:off["sf"] + n] = dt * wt.shortfall
+    c[soc + n] = -wt.terminal_value * p.capacity_kwh
     hold = p.hold
     bounds = ([(0, p.max_discharge_kw if hold[k] else min(p.max_discharge_kw, max(d[k], 0))) for k in range(n)]
               + [(0, p.max_charge_kw if hold[k] else min(p.max_charge_kw, max(-d[k], 0))) for k in range(n)]
@@ -176,7 +172,7 @@ def lower_bound(p: Problem, tangents: int = 80) -> float:
     res = linprog(c, A_ub=a_ub.tocsr(), b_ub=b_ub, A_eq=a_eq.tocsr(), b_eq=np.zeros(n), bounds=bounds,
                   method="highs")
     assert res.status == 0, res.message
-    return float(res.fun) + TERMINAL_VALUE * p.soc_min * p.capacity_kwh
+    return float(res.fun) + wt.terminal_value * p.soc_min * p.capacity_kwh
 
 
 def check_near_lp(p: Problem) -> None:
@@ -184,7 +180,7 @@ def check_near_lp(p: Problem) -> None:
     lb = lower_bound(p)
     cell_kwh = p.capacity_kwh * (p.soc_max - p.soc_min) / (p.soc_levels - 1)
     # interpolating the cost-to-go between SoC grid points can misplace a kink by up to one cell
-    slack = 0.25 * cell_kwh * (SHORTFALL_WEIGHT if p.hold.any() else 2.0) + 0.01 * abs(lb) + 1e-6
+    slack = 0.25 * cell_kwh * (p.weights.shortfall if p.hold.any() else 2.0) + 0.01 * abs(lb) + 1e-6
     assert lb - 1e-6 * max(1.0, abs(lb)) <= sol.cost <= lb + slack
 
 
