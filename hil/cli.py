@@ -7,7 +7,10 @@ from collections.abc import Sequence
 
 from station.cli import dispatch
 
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "can-hub": "hil.can_hub",
+    "bms": "hil.bms.cli",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

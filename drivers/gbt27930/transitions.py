@@ -53,7 +53,7 @@ class Trigger(enum.Enum):
     INCOMPATIBLE = "incompatible"
     BSD = "BSD received"
     STATISTICS_DONE = "CSD sent"
-    RETRY = "retry (< 3)"
+    RETRY = "retry (at most 3)"
     GIVE_UP = "no retry left / not retryable"
 
 

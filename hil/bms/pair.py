@@ -116,7 +116,7 @@ class InMemoryLink:
         frames, events = s.poll(now)
         self._note(events)
         self._send(frames, to_bms=True)
-        self._send(self.bms.poll(now), to_bms=False)
+        self._send(self.bms.poll(now)[0], to_bms=False)
 
     def sent(self, sender: str, name_or_pgn: int) -> list[tuple[float, Frame]]:
         """Frames of one PGN a side sent, with their times."""

@@ -173,6 +173,7 @@ class BmsSimulator:
         self.csd: CSD | None = None
         self.cst: CST | None = None
         self.cem: CEM | None = None
+        self._log_taken = 0
 
     # ------------------------------------------------------------------ limits the vehicle declares
 
@@ -269,24 +270,35 @@ class BmsSimulator:
             times.append(self._next_garbage)
         return min(times) if times else None
 
-    def receive(self, frame: Frame, now: float) -> None:
+    def receive(self, frame: Frame, now: float) -> list[dict[str, Any]]:
+        """Process a frame from the charger; returns the log entries it produced."""
         if self._silent(now) or frame.source != CHARGER_ADDRESS or frame.destination != BMS_ADDRESS:
-            return
+            return []
         if frame.pgn in (TP_CM_PGN, TP_DT_PGN):
             self.transport.receive(frame, now)
-            return
+            return []
         cls = BY_PGN.get(frame.pgn)
         if cls is None or cls.SENDER is not Sender.CHARGER:
-            return
+            return []
         try:
             msg = cls.decode(frame.data)
         except MalformedMessage as exc:
             self._note(now, "rejected", reason=str(exc))
-            return
+            return self._take_log()
         self.record.charger_messages[msg.NAME] = self.record.charger_messages.get(msg.NAME, 0) + 1
         self._on_message(msg, now)
+        return self._take_log()
 
-    def poll(self, now: float) -> list[Frame]:
+    def _take_log(self) -> list[dict[str, Any]]:
+        new = self.record.log[self._log_taken:]
+        self._log_taken = len(self.record.log)
+        return new
+
+    def poll(self, now: float) -> tuple[list[Frame], list[dict[str, Any]]]:
+        """Frames due now and the log entries produced since the last call."""
+        return self._poll_frames(now), self._take_log()
+
+    def _poll_frames(self, now: float) -> list[Frame]:
         self._step_plant(now)
         if self._started is not None and self._next_garbage is None and self.knobs.garbage_per_s > 0:
             self._next_garbage = now

@@ -1,0 +1,135 @@
+"""Drive one sans-IO endpoint (the charger session, or the BMS simulator on the bench) on a python-can bus.
+
+One thread per bus: wait for a frame until the endpoint's next deadline, feed it with the time of the
+injected clock (not the bus timestamp: timeouts must use the same clock as every other decision), poll,
+send what is due. Inputs from other threads go through :meth:`CanRunner.call`, which holds the same lock
+and flushes the frames they cause (a CST leaves at once, not at the next wake-up).
+
+If the bus fails (hub gone, interface down) the runner keeps polling the endpoint on its own deadlines, so
+the session's timeouts still fire and it still commands "stop output now".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import can
+
+from drivers.gbt27930.frame import Frame
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+class Endpoint(Protocol):
+    def receive(self, frame: Frame, now: float) -> list[Any]: ...
+
+    def poll(self, now: float) -> tuple[list[Frame], list[Any]]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+
+class CanRunner:
+    """Runs ``endpoint`` on ``bus`` in a daemon thread. ``on_events`` gets every event list, in the thread
+    where it arose (the runner's, or the caller's of :meth:`call`), while the lock is *not* held."""
+
+    def __init__(self, bus: can.BusABC, endpoint: Endpoint, *, clock: Callable[[], float] = time.monotonic,
+                 on_events: Callable[[list[Any]], None] | None = None, name: str = "can-runner",
+                 max_wait_s: float = 0.05) -> None:
+        self.bus = bus
+        self.endpoint = endpoint
+        self.clock = clock
+        self.on_events = on_events
+        self.max_wait_s = max_wait_s
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.frames_in = 0
+        self.frames_out = 0
+        self.error_frames = 0
+        self.bus_errors = 0
+        self.healthy = True
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def call(self, fn: Callable[[], R]) -> R:
+        """Run an endpoint input under the lock, then poll and send at once."""
+        with self.lock:
+            result = fn()
+            events = list(result) if isinstance(result, list) else []
+            events += self._poll_and_send(self.clock())
+        self._dispatch(events)
+        return result
+
+    def _dispatch(self, events: list[Any]) -> None:
+        if events and self.on_events is not None:
+            self.on_events(events)
+
+    def _poll_and_send(self, now: float) -> list[Any]:
+        frames, events = self.endpoint.poll(now)
+        for f in frames:
+            try:
+                self.bus.send(can.Message(arbitration_id=f.can_id, data=f.data, is_extended_id=True))
+                self.frames_out += 1
+            except (can.CanError, OSError) as exc:
+                self._bus_failed(exc)
+                break
+        return events
+
+    def _bus_failed(self, exc: BaseException) -> None:
+        self.bus_errors += 1
+        if self.healthy:
+            log.warning("CAN bus %s failed: %s", getattr(self.bus, "channel_info", self.bus), exc)
+        self.healthy = False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self.lock:
+                    deadline = self.endpoint.next_deadline()
+                now = self.clock()
+                wait = self.max_wait_s if deadline is None else min(self.max_wait_s, max(0.0, deadline - now))
+                msg = None
+                if self.healthy:
+                    try:
+                        msg = self.bus.recv(wait)
+                    except (can.CanError, OSError) as exc:
+                        self._bus_failed(exc)
+                else:
+                    self._stop.wait(wait)
+                events: list[Any] = []
+                with self.lock:
+                    while msg is not None:
+                        now = self.clock()
+                        if msg.is_error_frame:
+                            self.error_frames += 1
+                        elif msg.is_extended_id and not msg.is_remote_frame:
+                            self.frames_in += 1
+                            events += self.endpoint.receive(Frame(msg.arbitration_id, bytes(msg.data)), now)
+                        events += self._poll_and_send(now)  # replies (CTS, CST) leave before the next read
+                        try:
+                            msg = self.bus.recv(0.0) if self.healthy else None
+                        except (can.CanError, OSError) as exc:
+                            self._bus_failed(exc)
+                            msg = None
+                    events += self._poll_and_send(self.clock())
+                self._dispatch(events)
+        except BaseException as exc:  # pragma: no cover - reported to the owner, who fails safe
+            self.error = exc
+            log.exception("CAN runner %s stopped", self._thread.name)
+            raise
