@@ -204,10 +204,17 @@ class Message:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name.startswith("spare") and value == f.default:
+            if f.name.startswith("spare") and value == _default_of(type(self), f):
                 continue
             out[f.name] = _jsonable(value)
         return out
+
+
+def _default_of(cls: type, f: dataclasses.Field[Any]) -> Any:
+    """A field's default as an instance would hold it (bit-field spares are masked on construction)."""
+    if issubclass(cls, _BitFields) and f.name == "spare":
+        return cls._spare_mask()
+    return f.default
 
 
 def _jsonable(value: Any) -> Any:
@@ -241,6 +248,10 @@ class _BitFields(Message):
     bit no field covers, as received; senders leave it at its default (all ones)."""
 
     LAYOUT: ClassVar[dict[str, tuple[int, int]]]
+
+    def __post_init__(self) -> None:
+        # keep only the bits no field covers, so equal messages compare equal however they were built
+        object.__setattr__(self, "spare", self.spare & self._spare_mask())  # type: ignore[attr-defined]
 
     @classmethod
     def _spare_mask(cls) -> int:

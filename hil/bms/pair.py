@@ -55,7 +55,10 @@ class InMemoryLink:
         self._hooks: list[tuple[float, int, Callable[[], list[Event]]]] = []
         self._seq = itertools.count()
         self._started = False
-        self.drop_to_charger: Callable[[Frame], bool] = lambda f: False  # a test can cut the link
+        # a test can cut either direction, frame by frame, and check invariants after every step
+        self.drop_to_charger: Callable[[Frame], bool] = lambda f: False
+        self.drop_to_bms: Callable[[Frame], bool] = lambda f: False
+        self.monitor: Callable[[InMemoryLink], None] = lambda link: None
 
     def _note(self, events: list[Event]) -> None:
         for ev in events:
@@ -102,7 +105,8 @@ class InMemoryLink:
         while self._queue and self._queue[0].at <= now:
             item = heapq.heappop(self._queue)
             if item.to_bms:
-                self.bms.receive(item.frame, now)
+                if not self.drop_to_bms(item.frame):
+                    self.bms.receive(item.frame, now)
             elif not self.drop_to_charger(item.frame):
                 self._note(self.session.receive(item.frame, now))
         while self._hooks and self._hooks[0][0] <= now:
@@ -117,6 +121,7 @@ class InMemoryLink:
         self._note(events)
         self._send(frames, to_bms=True)
         self._send(self.bms.poll(now)[0], to_bms=False)
+        self.monitor(self)
 
     def sent(self, sender: str, name_or_pgn: int) -> list[tuple[float, Frame]]:
         """Frames of one PGN a side sent, with their times."""
