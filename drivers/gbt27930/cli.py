@@ -36,7 +36,10 @@ def _python_can_frames(path: str) -> Iterator[object]:
     from drivers.gbt27930.candump import LogFrame
     from drivers.gbt27930.frame import Frame
 
-    with can.LogReader(path) as reader:
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    # ASC stores times relative to its header's date: ask for absolute ones, like every other format
+    kwargs = {"relative_timestamp": False} if ".asc" in suffixes else {}
+    with can.LogReader(path, **kwargs) as reader:
         for msg in reader:
             if msg.is_error_frame or not msg.is_extended_id or msg.is_remote_frame:
                 continue
