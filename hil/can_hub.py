@@ -225,21 +225,23 @@ class CanHub:
 
     async def _dispatch(self, ch: _Channel) -> None:
         loop = asyncio.get_running_loop()
+        clock_offset = self.clock() - loop.time()  # one offset: paced timestamps keep exact spacing
         while True:
             await ch.wake.wait()
             ch.wake.clear()
             while ch.queue:
                 sender, ident, data = ch.queue[0]
                 hit = sender is None or (self.error_rate > 0 and self._rng.random() < self.error_rate)
-                stamp = self.clock()
-                if self.bitrate is not None:
+                if self.bitrate is None:
+                    stamp = self.clock()
+                else:
                     now = loop.time()
                     start = max(now, ch.bus_free_at)
                     bits = (ERROR_FRAME_BITS if hit else 0) + (0 if sender is None else 67 + 8 * len(data))
                     ch.bus_free_at = start + bits / self.bitrate
                     if ch.bus_free_at > now + 0.001:  # asyncio sleeps in ~1 ms steps: batch below that
                         await asyncio.sleep(ch.bus_free_at - now)
-                    stamp += ch.bus_free_at - now
+                    stamp = ch.bus_free_at + clock_offset  # end of transmission, on the bus's own time line
                 ch.queue.popleft()
                 if hit:
                     self._deliver(ch, None, f"< error {ERROR_FRAME_ID} {stamp:.6f} >".encode())

@@ -1,0 +1,226 @@
+"""Our charger session against our BMS simulator across processes, through the software CAN hub.
+
+The hub and each vehicle run as ``station-hil`` processes; the charger side is a :class:`ChargerLink` in
+this process using python-can's stock socketcand client, exactly as the controller does. A small control
+loop plays the controller and an ideal power stage (answers the hooks, delivers the setpoint). Timeouts
+and knobs are covered sans-IO in test_session.py; these cases prove the same behaviour over real sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from drivers.can.charger import ChargerLink
+from drivers.gbt27930.attribution import Attribution, ChargerStop
+from drivers.gbt27930.events import (
+    Event,
+    InsulationCheckRequested,
+    OutputAllowed,
+    PrechargeRequested,
+    Retrying,
+    SessionEnded,
+    StopOutput,
+)
+from drivers.gbt27930.transitions import Phase
+from station.config import CanLink, Gun
+
+TIMEOUT_S = 60.0
+
+
+class Process:
+    """A child process whose JSON stdout lines are collected by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "hil.cli", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[dict] = queue.Queue()
+        self.seen: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+
+    def wait_for(self, predicate, timeout: float = TIMEOUT_S) -> dict:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; saw {self.seen[-5:]}; stderr: {self.stderr()}")
+            try:
+                item = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.seen.append(item)
+            if predicate(item):
+                return item
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read() if self.proc.stderr else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def hub() -> Iterator[int]:
+    p = Process("can-hub", "--port", "0")
+    first = p.wait_for(lambda item: "listening" in item, timeout=30)
+    yield int(first["listening"].rsplit(":", 1)[1])
+    p.stop()
+
+
+def vehicle(port: int, channel: str, *args: str) -> Process:
+    p = Process("bms", "--port", str(port), "--channel", channel, "--capacity-kwh", "20", "--exit-when-done", *args)
+    p.wait_for(lambda item: item.get("event") == "ready", timeout=30)
+    return p
+
+
+@dataclass
+class Controller:
+    """Plays the control cycle for one gun: answers hooks, allows a current, reports the output."""
+
+    link: ChargerLink
+    limit_a: float = 200.0
+    events: queue.Queue[Event] = field(default_factory=queue.Queue)
+    history: list[tuple[float, Event]] = field(default_factory=list)
+
+    def on_event(self, gun: str, ev: Event) -> None:
+        self.events.put(ev)
+
+    def run_until(self, predicate, timeout: float = TIMEOUT_S) -> Event:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.link.set_current_limit(self.limit_a)
+            st = self.link.status()
+            self.link.set_measurements(st.battery.measured_voltage_v or 400.0, st.setpoint_current_a)
+            try:
+                ev = self.events.get(timeout=0.05)  # the 50 ms control period
+            except queue.Empty:
+                continue
+            self.history.append((time.monotonic(), ev))
+            if isinstance(ev, InsulationCheckRequested):
+                self.link.insulation_done(True)
+            elif isinstance(ev, PrechargeRequested):
+                self.link.precharge_done(ev.battery_voltage_v)
+            if predicate(ev):
+                return ev
+        raise AssertionError(f"timed out in phase {self.link.status().phase}; last events {self.history[-5:]}")
+
+
+def charger(port: int, channel: str) -> Controller:
+    gun = Gun(id=channel, max_current_a=250.0, max_voltage_v=1000.0, max_power_kw=240.0,
+              can=CanLink(interface="socketcand", channel=channel, options={"host": "127.0.0.1", "port": port}))
+    box: dict[str, Controller] = {}
+    link = ChargerLink.for_gun(gun, on_event=lambda g, e: box["c"].on_event(g, e))
+    box["c"] = ctl = Controller(link)
+    link.open()
+    return ctl
+
+
+def test_two_guns_charge_to_the_soc_target_on_separate_channels(hub: int) -> None:
+    cars = {ch: vehicle(hub, ch, "--soc", "0.8998", "--id", f"LVIN{ch}") for ch in ("A1", "A2")}
+    ctls = {ch: charger(hub, ch) for ch in cars}
+    try:
+        ends: dict[str, Event] = {}
+        errors: list[BaseException] = []
+
+        def serve(ch: str) -> None:  # one control loop per gun, as both sessions run at once
+            try:
+                ends[ch] = ctls[ch].run_until(lambda e: isinstance(e, SessionEnded))
+            except BaseException as exc:  # reported below, in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=serve, args=(ch,)) for ch in ctls]
+        for c in ctls.values():
+            c.link.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT_S + 10)
+        assert not errors, errors
+        for ch, end in ends.items():
+            assert isinstance(end, SessionEnded)
+            assert end.reason.attribution is Attribution.VEHICLE_DONE and end.reason.code == "bst:soc_reached"
+            status = ctls[ch].link.status()
+            assert status.identity.vin.startswith(f"LVIN{ch}")  # each gun talked to its own vehicle
+            assert ctls[ch].link.runner.frames_in > 20 and ctls[ch].link.runner.error_frames == 0
+            summary = cars[ch].wait_for(lambda item: "summary" in item)["summary"]
+            assert summary["phase"] == "done" and summary["soc"] >= 0.9
+            assert summary["csd_energy_kwh"] == pytest.approx(summary["energy_in_kwh"], abs=0.06)
+    finally:
+        for c in ctls.values():
+            c.link.close()
+        for p in cars.values():
+            p.stop()
+
+
+def test_operator_stop_commands_stop_output_before_the_call_returns_and_cst_reaches_the_vehicle(hub: int) -> None:
+    car = vehicle(hub, "B1", "--soc", "0.5")
+    ctl = charger(hub, "B1")
+    try:
+        ctl.link.start()
+        ctl.run_until(lambda e: isinstance(e, OutputAllowed))
+        assert ctl.link.status().setpoint_current_a > 0
+        returned = ctl.link.stop(ChargerStop.OPERATOR)
+        stops = [e for e in returned if isinstance(e, StopOutput)]
+        assert len(stops) == 1 and ctl.link.status().setpoint_current_a == 0.0
+        assert stops[0].current_deadline - stops[0].at == pytest.approx(0.1)
+        assert any(isinstance(e, StopOutput) for e in list(ctl.events.queue))  # on_event ran before stop() returned
+        end = ctl.run_until(lambda e: isinstance(e, SessionEnded))
+        assert end.reason.code == "manual" and end.reason.attribution is Attribution.OPERATOR
+        car.wait_for(lambda item: item.get("new") == "stopping" and item.get("by") == "charger")
+        summary = car.wait_for(lambda item: "summary" in item)["summary"]
+        assert summary["cst"] == ["manual_stop"] and summary["phase"] == "done"
+    finally:
+        ctl.link.close()
+        car.stop()
+
+
+def test_a_silent_vehicle_is_retried_and_charging_resumes(hub: int) -> None:
+    car = vehicle(hub, "C1", "--soc", "0.8996", "--knob", "silence_after_s=2.0", "--knob", "silence_for_s=1.5")
+    ctl = charger(hub, "C1")
+    try:
+        ctl.link.start()
+        retry = ctl.run_until(lambda e: isinstance(e, Retrying))
+        assert retry.reason.attribution is Attribution.VEHICLE_TIMEOUT and retry.reason.retryable
+        stops = [e for _, e in ctl.history if isinstance(e, StopOutput)]
+        assert stops and stops[0].reason.code in ("bcl_timeout", "bcs_timeout")
+        end = ctl.run_until(lambda e: isinstance(e, SessionEnded))
+        assert end.reason.code == "bst:soc_reached" and 1 <= end.retries <= 3
+        assert sum(isinstance(e, OutputAllowed) for _, e in ctl.history) >= 2
+        summary = car.wait_for(lambda item: "summary" in item)["summary"]
+        assert summary["restarts"] >= 1 and summary["soc"] >= 0.9
+    finally:
+        ctl.link.close()
+        car.stop()
+
+
+def test_field_deviations_over_the_hub(hub: int) -> None:
+    car = vehicle(hub, "D1", "--soc", "0.8998", "--knob", "tp_without_cts=true", "--knob", "brm_length=41",
+                  "--knob", "garbage_per_s=30", "--knob", "bcl_over_bcp=true")
+    ctl = charger(hub, "D1")
+    try:
+        ctl.link.start()
+        end = ctl.run_until(lambda e: isinstance(e, SessionEnded))
+        assert end.reason.code == "bst:soc_reached" and end.retries == 0
+        status = ctl.link.status()
+        assert status.frames_rejected > 0 and status.phase is Phase.ENDED
+        assert status.demand.raw_current_a > status.limits.max_current_a >= status.demand.current_a
+    finally:
+        ctl.link.close()
+        car.stop()
