@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import can
 
@@ -50,12 +51,14 @@ class ChargerLink:
 
     @classmethod
     def for_gun(cls, gun: Gun, *, clock: Callable[[], float] = time.monotonic,
+                wall_clock: Callable[[], datetime] | None = datetime.now,
                 on_event: Callable[[str, Event], None] | None = None, **session_overrides: object) -> ChargerLink:
+        """Open the gun's bus and build its session. ``wall_clock`` dates the CTS time sync (None: omit)."""
         if gun.can is None:
             raise ValueError(f"gun {gun.id}: has no can section")
         bus = open_bus(gun.can, can_filters=charger_filters())
-        return cls(gun.id, bus, ChargerSession(session_config_for(gun, **session_overrides)), clock=clock,
-                   on_event=on_event)
+        session = ChargerSession(session_config_for(gun, **session_overrides), wall_clock=wall_clock)
+        return cls(gun.id, bus, session, clock=clock, on_event=on_event)
 
     def _events(self, events: list[Event]) -> None:
         if self._on_event is not None:
@@ -80,8 +83,9 @@ class ChargerLink:
     def set_current_limit(self, amps: float) -> None:
         self.runner.call(lambda: self.session.set_current_limit(amps))
 
-    def set_measurements(self, voltage_v: float, current_a: float) -> None:
-        self.runner.call(lambda: self.session.set_measurements(voltage_v, current_a, self.runner.clock()))
+    def set_measurements(self, voltage_v: float, current_a: float) -> list[Event]:
+        """Measured output; returns (and delivers) ``StopOverdue`` if current stayed above 5 A too long."""
+        return self.runner.call(lambda: self.session.set_measurements(voltage_v, current_a, self.runner.clock()))
 
     def insulation_done(self, ok: bool, detail: str = "") -> list[Event]:
         return self.runner.call(lambda: self.session.insulation_done(ok, self.runner.clock(), detail))

@@ -202,8 +202,18 @@ class VehicleAnomaly:
     at: float
 
 
+@dataclass(frozen=True)
+class StopOverdue:
+    """Evidence for the safety supervisor: a measurement after a ``StopOutput`` deadline still shows more
+    than 5 A. Reported once per stop; what to do (open contactors, trip) is the supervisor's decision."""
+
+    current_a: float
+    deadline: float
+    at: float
+
+
 Event = (
     PhaseChanged | InsulationCheckRequested | PrechargeRequested | OutputAllowed | StopOutput
     | VehicleIdentified | LimitsReceived | SessionStopped | Retrying | SessionEnded | FrameRejected
-    | VehicleAnomaly
+    | VehicleAnomaly | StopOverdue
 )

@@ -50,6 +50,7 @@ from drivers.gbt27930.events import (
     SessionStatus,
     SessionStopped,
     StopOutput,
+    StopOverdue,
     VehicleAnomaly,
     VehicleIdentified,
     VehicleIdentity,
@@ -98,6 +99,7 @@ from drivers.gbt27930.transport import (
 )
 
 MAX_GBT_CHARGE_CURRENT_A = 400.0  # the -400 A offset: GB/T 27930-2015 cannot express more charging current
+STOPPED_CURRENT_A = 5.0  # "output current <= 5 A" after CST (figure A.6)
 
 
 class SessionUsageError(RuntimeError):
@@ -193,6 +195,7 @@ class ChargerSession:
         self._meas_at: float | None = None
         self._energy_kwh = 0.0
         self._now = 0.0  # the latest time any input carried (for status())
+        self._stop_deadline: float | None = None  # current must be <= 5 A after this (last StopOutput)
         self._charging_started: float | None = None
         self._retries = 0
         self._reason: StopReason | None = None
@@ -404,14 +407,20 @@ class ChargerSession:
             raise SessionUsageError(f"set_current_limit: {amps!r} is not a current >= 0")
         self._limit_a = amps
 
-    def set_measurements(self, voltage_v: float, current_a: float, now: float) -> None:
-        """Measured output voltage and current (reported in CCS; integrated into the CSD energy)."""
+    def set_measurements(self, voltage_v: float, current_a: float, now: float) -> list[Event]:
+        """Measured output voltage and current: reported in CCS, integrated into the CSD energy, and checked
+        against the last ``StopOutput`` deadline (<= 5 A within 100 ms of CST)."""
         self._now = max(self._now, now)
         if not (math.isfinite(voltage_v) and math.isfinite(current_a)):
             raise SessionUsageError("set_measurements: values must be finite")
         if self._meas_at is not None and self._phase in tr.ENERGIZED and now > self._meas_at:
             self._energy_kwh += self._meas_v * self._meas_i * (now - self._meas_at) / 3.6e6
         self._meas_v, self._meas_i, self._meas_at = voltage_v, current_a, now
+        deadline = self._stop_deadline
+        if deadline is not None and now > deadline and abs(current_a) > STOPPED_CURRENT_A:
+            self._stop_deadline = None  # once per stop
+            self._events.append(StopOverdue(current_a, deadline, now))
+        return self._take_events()
 
     def stop(self, now: float, cause: ChargerStop = ChargerStop.OPERATOR, detail: str = "") -> list[Event]:
         """Stop from the charger side: operator, the service's own conditions, or a charger fault."""
@@ -759,8 +768,8 @@ class ChargerSession:
             old in tr.RUNNING and new in (Phase.STOPPING, Phase.ERROR)
         ):
             pause = new is Phase.PAUSED
-            self._events.append(StopOutput(now, now + self.config.stop_current_deadline_s, pause,
-                                           None if pause else self._reason))
+            self._stop_deadline = now + self.config.stop_current_deadline_s
+            self._events.append(StopOutput(now, self._stop_deadline, pause, None if pause else self._reason))
         self._events.append(PhaseChanged(old, new, trigger, now))
         self._enter(new, old, now)
         return True
@@ -828,6 +837,7 @@ class ChargerSession:
                 self._charging_started = now
             if old is not Phase.PAUSED:
                 self._schedule("CCS", now=now)
+            self._stop_deadline = None
             self._events.append(OutputAllowed(now))
         elif phase is Phase.PAUSED:
             timers["pause"] = now + t.pause_s

@@ -1,8 +1,11 @@
-"""``station-hil bms``: one simulated vehicle on a CAN bus (by default a channel of the software hub).
+"""``station-hil bms``: simulated vehicles on CAN buses (by default channels of the software hub).
 
-Prints one JSON line per simulator event (phase changes with SoC, BEM sent, CEM received, ...) and a final
-``{"summary": ...}`` line when the session is over (``--exit-when-done``) or on SIGTERM/SIGINT.
-Fault knobs: ``--knob NAME=VALUE`` (repeatable), see :class:`hil.bms.simulator.FaultKnobs`.
+``--channel A1`` runs one vehicle; ``--channel A1,A2,...`` runs one per channel in this process (each on
+its own bus and thread; the benchmark uses it to put 32 vehicles on the bench). Prints one JSON line per
+simulator event (phase changes with SoC, BEM sent, CEM received, ...; with ``"channel"``) and a final
+``{"summary": ...}`` line per vehicle when all sessions are over (``--exit-when-done``) or on SIGTERM.
+Fault knobs: ``--knob NAME=VALUE`` (repeatable, applied to every vehicle), see
+:class:`hil.bms.simulator.FaultKnobs`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import sys
 import threading
 import time
 
-HELP = "simulated vehicle BMS (GB/T 27930) on a CAN bus, driven by the vehicle plant model"
+HELP = "simulated vehicle BMS (GB/T 27930) on CAN, driven by the vehicle plant model"
 
 VEHICLES = ("car", "fast_car", "truck")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--channel", required=True, help="CAN channel, e.g. the gun id A1")
+    parser.add_argument("--channel", required=True, help="CAN channel(s), comma-separated, e.g. A1 or A1,A2")
     parser.add_argument("--interface", default="socketcand")
     parser.add_argument("--host", default="127.0.0.1", help="socketcand hub host")
     parser.add_argument("--port", type=int, default=29536, help="socketcand hub port")
@@ -30,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soc", type=float, default=0.3, help="initial SoC 0..1")
     parser.add_argument("--target-soc", type=float, default=0.9)
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--exit-when-done", action="store_true", help="exit once the session is over")
+    parser.add_argument("--exit-when-done", action="store_true", help="exit once every session is over")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,47 +44,62 @@ def run(args: argparse.Namespace) -> int:
     from hil.bms.simulator import BmsSimulator, FaultKnobs, Phase
     from hil.plant import vehicle as plant
 
+    channels = [c for c in args.channel.split(",") if c]
     try:
         knobs = FaultKnobs.parse(args.knob)
         factory = getattr(plant, args.vehicle)
         extra = {} if args.capacity_kwh is None else {"capacity_kwh": args.capacity_kwh}
-        spec = factory(args.id, initial_soc=args.soc, target_soc=args.target_soc, **extra)
+        specs = [factory(args.id if len(channels) == 1 else f"{args.id[:12]}{c}", initial_soc=args.soc,
+                         target_soc=args.target_soc, **extra) for c in channels]
     except (ValueError, TypeError) as exc:
         print(f"station-hil bms: {exc}", file=sys.stderr)
         return 2
-    sim = BmsSimulator(plant.Vehicle(spec), knobs)
     options = {"host": args.host, "port": args.port} if args.interface == "socketcand" else {}
-    try:
-        bus = can.Bus(interface=args.interface, channel=args.channel, can_filters=bms_filters(), **options)
-    except (can.CanError, OSError) as exc:
-        print(f"station-hil bms: cannot open {args.interface} {args.channel}: {exc}", file=sys.stderr)
-        return 2
-    finished = threading.Event()  # the session is over (the simulator reached DONE)
-    stop_requested = threading.Event()
     out_lock = threading.Lock()
+    finished: set[str] = set()
+    all_done = threading.Event()
+    stop_requested = threading.Event()
+    runners: list[tuple[str, BmsSimulator, CanRunner]] = []
 
-    def on_events(entries: list[dict[str, object]]) -> None:
-        with out_lock:
-            for entry in entries:
-                print(json.dumps(entry), flush=True)
-                if entry.get("event") == "phase" and entry.get("new") == Phase.DONE.value:
-                    finished.set()
+    def printer(channel: str):  # type: ignore[no-untyped-def]
+        def on_events(entries: list[dict[str, object]]) -> None:
+            with out_lock:
+                for entry in entries:
+                    print(json.dumps({**entry, "channel": channel}), flush=True)
+                    if entry.get("event") == "phase" and entry.get("new") == Phase.DONE.value:
+                        finished.add(channel)
+                        if len(finished) == len(channels):
+                            all_done.set()
+        return on_events
 
-    runner = CanRunner(bus, sim, clock=time.monotonic, on_events=on_events, name=f"bms-{args.channel}")
+    for channel, spec in zip(channels, specs):
+        try:
+            bus = can.Bus(interface=args.interface, channel=channel, can_filters=bms_filters(), **options)
+        except (can.CanError, OSError) as exc:
+            print(f"station-hil bms: cannot open {args.interface} {channel}: {exc}", file=sys.stderr)
+            return 2
+        sim = BmsSimulator(plant.Vehicle(spec), knobs)
+        runners.append((channel, sim, CanRunner(bus, sim, clock=time.monotonic, on_events=printer(channel),
+                                                name=f"bms-{channel}")))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_requested.set())
-    runner.start()
-    print(json.dumps({"event": "ready", "channel": args.channel}), flush=True)
+    for _, _, runner in runners:
+        runner.start()
+    with out_lock:
+        print(json.dumps({"event": "ready", "channels": channels}), flush=True)
     while not stop_requested.wait(0.2):
-        if not runner.running or (args.exit_when_done and finished.is_set()):
+        if not all(r.running for _, _, r in runners) or (args.exit_when_done and all_done.is_set()):
             break
-    runner.stop()
-    bus.shutdown()
-    v = sim.vehicle
-    summary = {"phase": sim.phase.value, "soc": round(v.soc, 4), "energy_in_kwh": round(v.energy_in_kwh, 4),
-               "restarts": sim.record.restarts, "charger_messages": sim.record.charger_messages,
-               "cst": sim.cst.set_fields() if sim.cst else None,
-               "cem": sim.cem.set_fields() if sim.cem else None,
-               "csd_energy_kwh": sim.csd.energy_kwh if sim.csd else None}
-    print(json.dumps({"summary": summary}), flush=True)
-    return 0 if runner.error is None else 1
+    for channel, sim, runner in runners:
+        runner.stop()
+        runner.bus.shutdown()
+        v = sim.vehicle
+        summary = {"channel": channel, "phase": sim.phase.value, "soc": round(v.soc, 4),
+                   "energy_in_kwh": round(v.energy_in_kwh, 4), "restarts": sim.record.restarts,
+                   "frames_in": runner.frames_in, "frames_out": runner.frames_out,
+                   "cst": sim.cst.set_fields() if sim.cst else None,
+                   "cem": sim.cem.set_fields() if sim.cem else None,
+                   "csd_energy_kwh": sim.csd.energy_kwh if sim.csd else None}
+        with out_lock:
+            print(json.dumps({"summary": summary}), flush=True)
+    return 0 if all(r.error is None for _, _, r in runners) else 1

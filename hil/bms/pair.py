@@ -115,8 +115,8 @@ class InMemoryLink:
         s = self.session
         s.set_current_limit(self.stage.current_limit_a)
         current = s.setpoint_current_a()
-        s.set_measurements(self.bms.vehicle.terminal_voltage_v(current) if current > 0 else self.bms.vehicle.ocv_v,
-                           current, now)
+        volts = self.bms.vehicle.terminal_voltage_v(current) if current > 0 else self.bms.vehicle.ocv_v
+        self._note(s.set_measurements(volts, current, now))
         frames, events = s.poll(now)
         self._note(events)
         self._send(frames, to_bms=True)

@@ -144,8 +144,7 @@ def test_session_survives_anything_and_never_leaves_output_on_after_an_error(pre
         elif op == "precharge":
             h.check(h.s.precharge_done(arg, h.now))
         elif op == "measure":
-            h.s.set_measurements(arg, h.s.setpoint_current_a(), h.now)
-            h.check([])
+            h.check(h.s.set_measurements(arg, h.s.setpoint_current_a(), h.now))
     # whatever happened, time alone brings every session to an end with a reason
     for _ in range(1000):  # >= 250 simulated seconds: longer than any chain of timeouts short of a pause
         if h.s.ended:

@@ -15,6 +15,7 @@ from drivers.gbt27930.events import (
     SessionEnded,
     SessionStopped,
     StopOutput,
+    StopOverdue,
     VehicleAnomaly,
 )
 from drivers.gbt27930.frame import Frame
@@ -115,6 +116,21 @@ def test_operator_stop_fires_stop_output_at_the_instant_of_cst() -> None:
     assert end.reason.code == "manual" and end.reason.gbt_codes == ("CST SPN3521 manual",)
     assert link.bms.record.log[-1]["new"] == "done"
     assert link.bms.cst is not None and link.bms.cst.manual_stop is State2.ON
+
+
+def test_current_still_flowing_after_the_stop_deadline_is_reported_once() -> None:
+    link = make()
+    link.run(until=lambda: link.session.phase is Phase.CHARGING)
+    s, t = link.session, link.now
+    s.stop(t, ChargerStop.EMERGENCY_STOP)
+    assert s.set_measurements(400.0, 120.0, t + 0.09) == []  # still inside the 100 ms
+    (late,) = s.set_measurements(400.0, 80.0, t + 0.11)
+    assert isinstance(late, StopOverdue) and late.deadline == pytest.approx(t + 0.1) and late.current_a == 80.0
+    assert s.set_measurements(400.0, 60.0, t + 0.2) == []  # once per stop
+    s2 = make()
+    s2.run(until=lambda: s2.session.phase is Phase.CHARGING)
+    s2.session.stop(s2.now)
+    assert s2.session.set_measurements(400.0, 4.0, s2.now + 0.5) == []  # <= 5 A in time: nothing to report
 
 
 @pytest.mark.parametrize("cause", [ChargerStop.EMERGENCY_STOP, ChargerStop.OVER_TEMPERATURE,
