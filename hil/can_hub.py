@@ -21,11 +21,13 @@ with ``< ok >`` exactly) is handled by holding frames for a new client until ``g
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import random
+import signal
 import socket
 import sys
 import time
@@ -269,7 +271,7 @@ class CanHub:
 HELP = "software CAN hub speaking the socketcand protocol (python-can interface='socketcand')"
 
 
-def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=29536, help="TCP port (0: pick a free one)")
     parser.add_argument("--pace", action="store_true", help="pace each channel at --bitrate")
@@ -279,9 +281,7 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--grace", type=float, default=0.1, help="seconds before frames flow to a new client")
 
 
-def run(args) -> int:  # type: ignore[no-untyped-def]
-    import signal
-
+def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         hub = CanHub(args.host, args.port, bitrate=args.bitrate if args.pace else None,
                      error_rate=args.error_rate, seed=args.seed, grace_s=args.grace)

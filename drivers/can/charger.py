@@ -104,3 +104,10 @@ class ChargerLink:
     def status(self) -> SessionStatus:
         with self.runner.lock:
             return self.session.status()
+
+    def health(self) -> dict[str, object]:
+        """The CAN link itself: ``healthy`` turns False on the first bus error (the session's own timeouts
+        then stop the output); counters of frames, error frames and bus errors."""
+        r = self.runner
+        return {"healthy": r.healthy, "frames_in": r.frames_in, "frames_out": r.frames_out,
+                "error_frames": r.error_frames, "bus_errors": r.bus_errors}

@@ -5,8 +5,9 @@ injected clock (not the bus timestamp: timeouts must use the same clock as every
 send what is due. Inputs from other threads go through :meth:`CanRunner.call`, which holds the same lock
 and flushes the frames they cause (a CST leaves at once, not at the next wake-up).
 
-If the bus fails (hub gone, interface down) the runner keeps polling the endpoint on its own deadlines, so
-the session's timeouts still fire and it still commands "stop output now".
+If the bus fails (hub gone, interface down, no buffer space) the runner counts it, reports ``healthy =
+False`` and keeps polling the endpoint on its own deadlines, so the session's timeouts still fire and it
+still commands "stop output now"; the first frame that goes through again makes it healthy.
 """
 
 from __future__ import annotations
@@ -85,10 +86,11 @@ class CanRunner:
         for f in frames:
             try:
                 self.bus.send(can.Message(arbitration_id=f.can_id, data=f.data, is_extended_id=True))
-                self.frames_out += 1
             except (can.CanError, OSError) as exc:
                 self._bus_failed(exc)
                 break
+            self.frames_out += 1
+            self._bus_ok()
         return events
 
     def _bus_failed(self, exc: BaseException) -> None:
@@ -96,6 +98,11 @@ class CanRunner:
         if self.healthy:
             log.warning("CAN bus %s failed: %s", getattr(self.bus, "channel_info", self.bus), exc)
         self.healthy = False
+
+    def _bus_ok(self) -> None:
+        if not self.healthy:
+            log.warning("CAN bus %s works again", getattr(self.bus, "channel_info", self.bus))
+        self.healthy = True
 
     def _run(self) -> None:
         try:
@@ -105,16 +112,17 @@ class CanRunner:
                 now = self.clock()
                 wait = self.max_wait_s if deadline is None else min(self.max_wait_s, max(0.0, deadline - now))
                 msg = None
-                if self.healthy:
-                    try:
-                        msg = self.bus.recv(wait)
-                    except (can.CanError, OSError) as exc:
-                        self._bus_failed(exc)
-                else:
+                if not self.healthy:  # a failed bus may fail at once again: do not spin on it
                     self._stop.wait(wait)
+                    wait = 0.0
+                try:
+                    msg = self.bus.recv(wait)
+                except (can.CanError, OSError) as exc:
+                    self._bus_failed(exc)
                 events: list[Any] = []
                 with self.lock:
                     while msg is not None:
+                        self._bus_ok()
                         now = self.clock()
                         if msg.is_error_frame:
                             self.error_frames += 1
@@ -123,7 +131,7 @@ class CanRunner:
                             events += self.endpoint.receive(Frame(msg.arbitration_id, bytes(msg.data)), now)
                         events += self._poll_and_send(now)  # replies (CTS, CST) leave before the next read
                         try:
-                            msg = self.bus.recv(0.0) if self.healthy else None
+                            msg = self.bus.recv(0.0)
                         except (can.CanError, OSError) as exc:
                             self._bus_failed(exc)
                             msg = None

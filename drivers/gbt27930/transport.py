@@ -245,10 +245,6 @@ class Transport:
     def sending(self) -> bool:
         return self._outbound is not None
 
-    @property
-    def receiving_pgn(self) -> int | None:
-        return self._inbound.pgn if self._inbound else None
-
     def next_deadline(self) -> float | None:
         times = []
         if self._inbound is not None:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 HELP = "simulated vehicle BMS (GB/T 27930) on CAN, driven by the vehicle plant model"
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     stop_requested = threading.Event()
     runners: list[tuple[str, BmsSimulator, CanRunner]] = []
 
-    def printer(channel: str):  # type: ignore[no-untyped-def]
+    def printer(channel: str) -> Callable[[list[dict[str, object]]], None]:
         def on_events(entries: list[dict[str, object]]) -> None:
             with out_lock:
                 for entry in entries:

@@ -48,7 +48,7 @@ from drivers.gbt27930.messages import (
     SoftwareVersion,
     State2,
 )
-from drivers.gbt27930.transport import TP_CM_PGN, TP_DT_PGN, Transport, TpTimers
+from drivers.gbt27930.transport import TP_CM_PGN, TP_DT_PGN, TpTimers, Transport
 from hil.plant.vehicle import Vehicle
 
 GBT_MAX_CURRENT_A = 400.0  # the most GB/T 27930-2015 can express
@@ -169,7 +169,6 @@ class BmsSimulator:
         self._bst: BST | None = None
         self._bem: BEM | None = None
         self._next_garbage: float | None = None
-        self._cst_seen = False
         self.csd: CSD | None = None
         self.cst: CST | None = None
         self.cem: CEM | None = None
@@ -367,7 +366,6 @@ class BmsSimulator:
                 self._periodic.setdefault("BSM", now)
         elif isinstance(msg, CST):
             self.cst = msg
-            self._cst_seen = True
             if self.phase in (Phase.CONFIG, Phase.READY, Phase.CHARGING, Phase.IDENTIFY):
                 self._bst = BST(charger_stopped=State2.ON)
                 self._goto(Phase.STOPPING, now, by="charger")

@@ -39,7 +39,7 @@ from drivers.gbt27930.messages import (
     State2,
     decode_message,
 )
-from drivers.gbt27930.transport import TP_CM_PGN, TP_DT_PGN, TpObserver, Reassembled
+from drivers.gbt27930.transport import TP_CM_PGN, TP_DT_PGN, Reassembled, TpObserver
 from tests.gbt.helpers import T1, TP_TRANSFERS, TRACE_NAMES, load
 
 # reference §2.1: code -> (PGN, priority, single-frame CAN id or None for TP messages)

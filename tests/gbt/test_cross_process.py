@@ -158,7 +158,8 @@ def test_two_guns_charge_to_the_soc_target_on_separate_channels(hub: int) -> Non
             assert end.reason.attribution is Attribution.VEHICLE_DONE and end.reason.code == "bst:soc_reached"
             status = ctls[ch].link.status()
             assert status.identity.vin.startswith(f"LVIN{ch}")  # each gun talked to its own vehicle
-            assert ctls[ch].link.runner.frames_in > 20 and ctls[ch].link.runner.error_frames == 0
+            health = ctls[ch].link.health()
+            assert health["healthy"] and health["frames_in"] > 20 and health["error_frames"] == 0
             summary = cars[ch].wait_for(lambda item: "summary" in item)["summary"]
             assert summary["phase"] == "done" and summary["soc"] >= 0.9
             assert summary["csd_energy_kwh"] == pytest.approx(summary["energy_in_kwh"], abs=0.06)
@@ -208,6 +209,28 @@ def test_a_silent_vehicle_is_retried_and_charging_resumes(hub: int) -> None:
     finally:
         ctl.link.close()
         car.stop()
+
+
+def test_losing_the_bus_still_stops_the_output_by_timeout() -> None:
+    hub = Process("can-hub", "--port", "0")
+    port = int(hub.wait_for(lambda item: "listening" in item, timeout=30)["listening"].rsplit(":", 1)[1])
+    car = vehicle(port, "E1", "--soc", "0.5")
+    ctl = charger(port, "E1")
+    try:
+        ctl.link.start()
+        ctl.run_until(lambda e: isinstance(e, OutputAllowed))
+        hub.proc.kill()  # the hub (the bus) dies mid-charge
+        stop = ctl.run_until(lambda e: isinstance(e, StopOutput), timeout=10)
+        assert stop.reason.code in ("bcl_timeout", "bcs_timeout")
+        assert ctl.link.status().setpoint_current_a == 0.0
+        retry = ctl.run_until(lambda e: isinstance(e, Retrying))  # CEM for 500 ms, then identification again
+        assert retry.attempt == 1 and retry.reason.attribution is Attribution.VEHICLE_TIMEOUT
+        health = ctl.link.health()
+        assert health["healthy"] is False and health["bus_errors"] >= 1
+    finally:
+        ctl.link.close()
+        car.stop()
+        hub.stop()
 
 
 def test_field_deviations_over_the_hub(hub: int) -> None:

@@ -136,7 +136,7 @@ def test_pacing_at_250_kbit_s(hub_factory: HubFactory) -> None:
     hub, _ = hub_factory(bitrate=250_000)
     a, b = bus(hub, "A1"), bus(hub, "A1")
     try:
-        for i in range(100):
+        for _ in range(100):
             a.send(msg(0x181056F4, bytes(8)))
         stamps = [m.timestamp for m in collect(b, 100)]
         per_frame = (67 + 64) / 250_000  # 0.524 ms

@@ -3,6 +3,8 @@ full sessions, every timeout, every fault knob, retries, attribution, and the st
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from drivers.gbt27930.attribution import Attribution, ChargerStop
@@ -86,7 +88,8 @@ def test_full_session_to_the_soc_target() -> None:
     assert status.identity.vin == "LTESTVIN000000000" and status.identity.protocol == "2015"
     assert status.limits.max_current_a == 250.0 and status.limits.max_voltage_v == 460.0
     assert link.bms.phase is BmsPhase.DONE and link.bms.vehicle.soc >= 0.9
-    assert link.bms.csd is not None and link.bms.csd.energy_kwh == pytest.approx(link.bms.vehicle.energy_in_kwh, abs=0.06)
+    assert link.bms.csd is not None
+    assert link.bms.csd.energy_kwh == pytest.approx(link.bms.vehicle.energy_in_kwh, abs=0.06)
     assert all(sp <= cap + 1e-9 for sp, cap in limits_seen)
     ccs_times = [t for t, _ in link.sent("charger", CCS.PGN)]
     gaps = {round(b - a, 6) for a, b in zip(ccs_times, ccs_times[1:])}
@@ -114,6 +117,9 @@ def test_operator_stop_fires_stop_output_at_the_instant_of_cst() -> None:
     link.run(max_s=30)
     end = ended(link)
     assert end.reason.code == "manual" and end.reason.gbt_codes == ("CST SPN3521 manual",)
+    assert json.loads(json.dumps(end.reason.as_dict())) == {  # what the audit log stores
+        "attribution": "operator", "code": "manual", "detail": "manual", "at": t_stop, "phase": "charging",
+        "gbt_codes": ["CST SPN3521 manual"], "retryable": False}
     assert link.bms.record.log[-1]["new"] == "done"
     assert link.bms.cst is not None and link.bms.cst.manual_stop is State2.ON
 
@@ -173,7 +179,8 @@ def test_bcp_timeout() -> None:
     link.drop_to_charger = tp_rts_of(BCP.PGN)
     link.run(until=lambda: bool(entered(link, Phase.ERROR)))
     (stopped,) = of(link, SessionStopped)
-    assert stopped.reason.code == "bcp_timeout" and stopped.reason.at == pytest.approx(entered(link, Phase.AWAIT_BCP)[0] + 5.0)
+    assert stopped.reason.code == "bcp_timeout"
+    assert stopped.reason.at == pytest.approx(entered(link, Phase.AWAIT_BCP)[0] + 5.0)
     assert stopped.reason.gbt_codes == ("CEM SPN3922 bcp_timeout",)
 
 
