@@ -699,10 +699,10 @@ class CTS(Message):
 
     def timestamp(self) -> datetime | None:
         """The time carried, or None when omitted (all 0xFF) or not a valid BCD date."""
-        digits = [_bcd_digit_pair(b) for b in self.bcd]
-        if any(d is None for d in digits):
+        digits = [d for d in (_bcd_digit_pair(b) for b in self.bcd) if d is not None]
+        if len(digits) != 7:
             return None
-        s, mi, h, d, mo, yy, cc = digits  # type: ignore[misc]
+        s, mi, h, d, mo, yy, cc = digits
         try:
             return datetime(cc * 100 + yy, mo, d, h, mi, s)
         except ValueError:

@@ -15,6 +15,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from drivers.gbt27930.events import Event, InsulationCheckRequested, PrechargeRequested
 from drivers.gbt27930.frame import Frame
@@ -64,11 +65,16 @@ class InMemoryLink:
         for ev in events:
             self.events.append(ev)
             if isinstance(ev, InsulationCheckRequested):
-                ok = self.stage.insulation_ok
-                self._hook(self.now + self.stage.insulation_s, lambda ok=ok: self.session.insulation_done(ok, self.now))
+                self._hook(self.now + self.stage.insulation_s, self._insulation_result)
             elif isinstance(ev, PrechargeRequested):
                 volts = self.bms.vehicle.ocv_v * (1.0 + self.stage.precharge_voltage_error)
-                self._hook(self.now + self.stage.precharge_s, lambda v=volts: self.session.precharge_done(v, self.now))
+                self._hook(self.now + self.stage.precharge_s, partial(self._precharge_result, volts))
+
+    def _insulation_result(self) -> list[Event]:
+        return self.session.insulation_done(self.stage.insulation_ok, self.now)
+
+    def _precharge_result(self, volts: float) -> list[Event]:
+        return self.session.precharge_done(volts, self.now)
 
     def _hook(self, at: float, fn: Callable[[], list[Event]]) -> None:
         heapq.heappush(self._hooks, (at, next(self._seq), fn))

@@ -510,7 +510,7 @@ class BmsSimulator:
         rng = self._rng
         kind = rng.randrange(4)
         if kind == 0:
-            cls = rng.choice([BHM, BRO, BCL, BSM, BST, BSD, BEM])
+            cls: type[Message] = rng.choice([BHM, BRO, BCL, BSM, BST, BSD, BEM])
             lo = cls.LENGTHS[0]
             n = rng.choice([k for k in range(0, 9) if k != lo])
             return Frame(make_id(cls.PRIORITY, cls.PGN, CHARGER_ADDRESS, BMS_ADDRESS), rng.randbytes(n))
