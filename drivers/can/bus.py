@@ -8,6 +8,7 @@ real box that is ``socketcan`` on ``can0``; on the bench ``socketcand`` pointed 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import can
@@ -28,6 +29,10 @@ def bms_filters() -> list[dict[str, Any]]:
 def open_bus(link: CanLink, can_filters: list[dict[str, Any]] | None = None) -> can.BusABC:
     """A python-can bus for one gun. Raises ``can.CanError``/``OSError`` naming the link if it fails."""
     kwargs: dict[str, Any] = dict(link.options)
+    if link.interface == "socketcand":
+        # python-can 4.6.1's client logs a WARNING each time a TCP read ends inside a frame, which is
+        # normal at a few thousand frames/s; keep its real errors
+        logging.getLogger("can.interfaces.socketcand.socketcand").setLevel(logging.ERROR)
     try:
         return can.Bus(interface=link.interface, channel=link.channel, bitrate=link.bitrate,
                        can_filters=can_filters, **kwargs)

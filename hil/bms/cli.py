@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     import can
 
     from drivers.can.bus import bms_filters
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"station-hil bms: {exc}", file=sys.stderr)
         return 2
     options = {"host": args.host, "port": args.port} if args.interface == "socketcand" else {}
+    logging.getLogger("can.interfaces.socketcand.socketcand").setLevel(logging.ERROR)  # see drivers/can/bus.py
     out_lock = threading.Lock()
     finished: set[str] = set()
     all_done = threading.Event()
