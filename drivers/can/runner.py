@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -35,8 +36,9 @@ class Endpoint(Protocol):
 
 
 class CanRunner:
-    """Runs ``endpoint`` on ``bus`` in a daemon thread. ``on_events`` gets every event list, in the thread
-    where it arose (the runner's, or the caller's of :meth:`call`), while the lock is *not* held."""
+    """Runs ``endpoint`` on ``bus`` in a daemon thread. ``on_events`` gets every event, in the order the
+    events arose, called from the runner's thread or the caller's of :meth:`call` (whichever produced or
+    found them first), with the endpoint lock *not* held - so it may call back into the endpoint."""
 
     def __init__(self, bus: can.BusABC, endpoint: Endpoint, *, clock: Callable[[], float] = time.monotonic,
                  on_events: Callable[[list[Any]], None] | None = None, name: str = "can-runner",
@@ -47,6 +49,9 @@ class CanRunner:
         self.on_events = on_events
         self.max_wait_s = max_wait_s
         self.lock = threading.RLock()
+        self._dispatch_lock = threading.Lock()
+        self._pending: deque[Any] = deque()  # events in causal order, filled under ``lock``
+        self._dispatching: int | None = None  # the thread delivering events right now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.frames_in = 0
@@ -74,12 +79,29 @@ class CanRunner:
             result = fn()
             events = list(result) if isinstance(result, list) else []
             events += self._poll_and_send(self.clock())
-        self._dispatch(events)
+            self._pending.extend(events)
+        self._dispatch()
         return result
 
-    def _dispatch(self, events: list[Any]) -> None:
-        if events and self.on_events is not None:
-            self.on_events(events)
+    def _dispatch(self) -> None:
+        """Deliver queued events in the order they arose, whichever thread produced them: a StopOutput
+        from the controller's thread never overtakes an OutputAllowed the CAN thread produced before it."""
+        me = threading.get_ident()
+        if self._dispatching == me:
+            return  # a callback called back into the endpoint: the outer loop delivers what that caused
+        with self._dispatch_lock:
+            self._dispatching = me
+            try:
+                while True:
+                    with self.lock:
+                        if not self._pending:
+                            return
+                        batch = list(self._pending)
+                        self._pending.clear()
+                    if self.on_events is not None:
+                        self.on_events(batch)
+            finally:
+                self._dispatching = None
 
     def _poll_and_send(self, now: float) -> list[Any]:
         frames, events = self.endpoint.poll(now)
@@ -136,7 +158,8 @@ class CanRunner:
                             self._bus_failed(exc)
                             msg = None
                     events += self._poll_and_send(self.clock())
-                self._dispatch(events)
+                    self._pending.extend(events)
+                self._dispatch()
         except BaseException as exc:  # pragma: no cover - reported to the owner, who fails safe
             self.error = exc
             log.exception("CAN runner %s stopped", self._thread.name)

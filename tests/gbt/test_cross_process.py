@@ -247,3 +247,43 @@ def test_field_deviations_over_the_hub(hub: int) -> None:
     finally:
         ctl.link.close()
         car.stop()
+
+
+def test_event_callbacks_may_call_back_into_the_link(hub: int) -> None:
+    """The controller may answer a hook from inside on_event (in the CAN thread): no deadlock, and events
+    still arrive in the order they arose."""
+    car = vehicle(hub, "F1", "--soc", "0.8998")
+    gun = Gun(id="F1", max_current_a=250.0, max_voltage_v=1000.0, max_power_kw=240.0,
+              can=CanLink(interface="socketcand", channel="F1", options={"host": "127.0.0.1", "port": hub}))
+    seen: list[Event] = []
+    done = threading.Event()
+    box: dict[str, ChargerLink] = {}
+
+    def on_event(gun_id: str, ev: Event) -> None:
+        seen.append(ev)
+        link = box["link"]
+        if isinstance(ev, InsulationCheckRequested):
+            link.insulation_done(True)
+        elif isinstance(ev, PrechargeRequested):
+            link.precharge_done(ev.battery_voltage_v)
+        elif isinstance(ev, OutputAllowed):
+            link.set_current_limit(100.0)
+        elif isinstance(ev, SessionEnded):
+            done.set()
+
+    box["link"] = link = ChargerLink.for_gun(gun, on_event=on_event)
+    link.open()
+    try:
+        link.start()
+        deadline = time.monotonic() + TIMEOUT_S
+        while not done.wait(0.05):  # the 50 ms cycle reports the (ideal) output; hooks are answered above
+            assert time.monotonic() < deadline, link.status().phase
+            st = link.status()
+            link.set_measurements(st.battery.measured_voltage_v or 400.0, st.setpoint_current_a)
+        phases = [e.new for e in seen if hasattr(e, "new")]
+        assert phases[:8] == [Phase.HANDSHAKE, Phase.INSULATION, Phase.IDENTIFY, Phase.AWAIT_BCP,
+                              Phase.AWAIT_BRO, Phase.PRECHARGE, Phase.OUTPUT_READY, Phase.CHARGING]
+        assert isinstance(seen[-1], SessionEnded) and seen[-1].reason.code == "bst:soc_reached"
+    finally:
+        link.close()
+        car.stop()
