@@ -200,11 +200,12 @@ class Message:
         return Frame(self.can_id(), self.encode())
 
     def fields(self) -> dict[str, Any]:
-        """JSON-ready field values (enums by name, bytes as hex); spare bits only when not all ones."""
+        """JSON-ready field values (enums by name, bytes as hex); spare bits only when not all ones, the
+        length only when it is not the standard one."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name.startswith("spare") and value == _default_of(type(self), f):
+            if (f.name.startswith("spare") or f.name == "length") and value == _default_of(type(self), f):
                 continue
             out[f.name] = _jsonable(value)
         return out
@@ -509,7 +510,8 @@ class CRM(Message):
 
     result: Ready | int = Ready.NOT_READY
     charger_number: int = 1
-    region: str | None = None  # 3 ASCII characters, optional
+    region: str | None = None  # ASCII, optional: 3 characters in the 8-byte form
+    length: int = 8  # 5 to 8: chargers that omit the optional region send fewer bytes
 
     @property
     def recognized(self) -> bool:
@@ -517,13 +519,16 @@ class CRM(Message):
 
     @classmethod
     def _decode(cls, data: bytes) -> CRM:
-        return cls(result=_code(Ready, data[0]), charger_number=_u(data, 1, 4), region=_ascii(data[5:8]))
+        return cls(result=_code(Ready, data[0]), charger_number=_u(data, 1, 4), region=_ascii(data[5:8]),
+                   length=len(data))
 
     def encode(self) -> bytes:
+        if not 5 <= self.length <= 8:
+            raise ValueError(f"CRM.length must be 5 to 8, got {self.length}")
         return (
             bytes([int(self.result)])
             + _le(self.charger_number, 4)
-            + _ascii_bytes("CRM.region", self.region, 3)
+            + _ascii_bytes("CRM.region", self.region, self.length - 5)
         )
 
 
@@ -1128,17 +1133,22 @@ class CSD(Message):
     charging_minutes: int
     energy_kwh: float
     charger_number: int = 1
+    length: int = 8  # 2011 chargers send 5 bytes (a one-byte number): the number is the bytes present
 
     @classmethod
     def _decode(cls, data: bytes) -> CSD:
-        # 2011 chargers send 5 bytes (a one-byte number); the number is whatever bytes are present
-        return cls(charging_minutes=_u(data, 0, 2), energy_kwh=_u(data, 2, 2) / 10, charger_number=_u(data, 4, 4))
+        return cls(charging_minutes=_u(data, 0, 2), energy_kwh=_u(data, 2, 2) / 10, charger_number=_u(data, 4, 4),
+                   length=len(data))
 
     def encode(self) -> bytes:
+        if not 5 <= self.length <= 8:
+            raise ValueError(f"CSD.length must be 5 to 8, got {self.length}")
+        if self.charger_number >= 1 << (8 * (self.length - 4)):
+            raise ValueError(f"CSD.charger_number {self.charger_number} does not fit in {self.length - 4} bytes")
         return (
             _le(_raw("CSD.charging_minutes", self.charging_minutes, 1, 0, 16), 2)
             + _le(_raw("CSD.energy_kwh", self.energy_kwh, 0.1, 0, 16), 2)
-            + _le(self.charger_number, 4)
+            + _le(self.charger_number, self.length - 4)
         )
 
 

@@ -6,6 +6,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.gbt27930.decode import Decoder
 from drivers.gbt27930.frame import Frame, make_id, parse_candump_frame
@@ -197,6 +199,9 @@ def test_lenient_receive_of_field_variants() -> None:
     with pytest.raises(MalformedMessage, match="7 bytes"):
         CML.decode(bytes.fromhex("1C257C01DC05A0"))
     assert CSD.decode(bytes.fromhex("0000010001")).charger_number == 1  # 2011: a one-byte number
+    assert CSD.decode(bytes.fromhex("0000010001")).encode() == bytes.fromhex("0000010001")
+    no_region = CRM.decode(bytes.fromhex("AA01010101"))
+    assert no_region.region is None and no_region.encode() == bytes.fromhex("AA01010101")
     unknown_mode = BCL.decode(bytes.fromhex("A510D80E07"))
     assert unknown_mode.mode == 7 and unknown_mode.mode_name == "unknown 0x07"
     odd = CRM.decode(bytes.fromhex("5501010101FFFFFF"))
@@ -233,3 +238,26 @@ def test_tp_messages_round_trip_and_cts_time() -> None:
 
 def test_registry_is_complete() -> None:
     assert set(BY_PGN) == {v[0] for v in REFERENCE_TABLE.values()}
+
+
+@st.composite
+def _payloads(draw: st.DrawFn) -> tuple[type, bytes]:
+    cls = draw(st.sampled_from(ALL_MESSAGES))
+    lo, hi = cls.LENGTHS
+    return cls, draw(st.binary(min_size=lo, max_size=min(hi, 64)))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_payloads())
+def test_any_payload_of_an_accepted_length_re_encodes_byte_for_byte_or_is_rejected_with_a_reason(
+        case: tuple[type, bytes]) -> None:
+    """Lenient receive loses nothing: whatever a peer sends in an accepted length (undefined bits, unknown
+    codes, optional fields, short forms) comes back out unchanged; the rest is a MalformedMessage."""
+    cls, data = case
+    try:
+        msg = cls.decode(data)
+    except MalformedMessage as exc:
+        assert exc.name == cls.NAME and "expected" in exc.reason
+        return
+    assert msg.encode() == data
+    assert cls.decode(msg.encode()) == msg
