@@ -17,10 +17,13 @@ class LogFrame:
 
 
 class LogLineError(ValueError):
-    def __init__(self, line_no: int, reason: str) -> None:
+    """A part of a log that is not a frame. ``line_no`` is None where the format has no lines to count
+    (the rest of a corrupt binary log)."""
+
+    def __init__(self, line_no: int | None, reason: str) -> None:
         self.line_no = line_no
         self.reason = reason
-        super().__init__(f"line {line_no}: {reason}")
+        super().__init__(reason if line_no is None else f"line {line_no}: {reason}")
 
 
 def parse_line(line: str, line_no: int = 0) -> LogFrame | None:

@@ -3,16 +3,23 @@
 ``station gbt decode FILE`` prints one JSON object per GB/T message in a capture, transport-reassembled:
 ``{"t": ..., "name": "BCL", "from": "bms", "id": "181056F4", "fields": {...}}``. ``candump -l`` logs
 (``.log``, or ``-`` for stdin) are read directly; ``.asc .blf .csv .db .mf4 .trc`` (and ``.gz``) go through
-python-can's ``can.LogReader``. ``station gbt diagram`` re-renders the session state diagram into docs/.
+python-can's readers. Exit status: 0 decoded (even with bad records), 1 the log broke part-way, 2 unreadable.
+``station gbt diagram`` re-renders the session state diagram into docs/.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from drivers.gbt27930.candump import LogFrame, LogLineError, read_candump
+from drivers.gbt27930.decode import decode_log
+from drivers.gbt27930.frame import Frame
 
 HELP = "GB/T 27930 vehicle link: decode CAN captures, render the session state diagram"
 
@@ -29,28 +36,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dia.add_argument("--out", default="docs", help="directory to write gbt27930-states.{mmd,dot} into")
 
 
-def _python_can_frames(path: str) -> Iterator[object]:
-    """Frames of any python-can log format, as LogFrame (error frames and 11-bit frames are skipped)."""
+class LogUnreadable(Exception):
+    """A log python-can cannot open: unknown suffix, missing optional package (asammdf for .mf4), bad header."""
+
+
+def _open_python_can_log(path: str) -> Iterator[LogFrame | LogLineError]:
+    """Frames of any python-can log format, as LogFrame (error frames and 11-bit frames are skipped). The
+    file is opened here, so a log that cannot be read at all fails before anything is printed."""
     import can  # only here: the codec stays free of python-can
 
-    from drivers.gbt27930.candump import LogFrame
-    from drivers.gbt27930.frame import Frame
-
     suffixes = [s.lower() for s in Path(path).suffixes]
-    # ASC stores times relative to its header's date: ask for absolute ones, like every other format
-    kwargs = {"relative_timestamp": False} if ".asc" in suffixes else {}
-    with can.LogReader(path, **kwargs) as reader:
-        for msg in reader:
-            if msg.is_error_frame or not msg.is_extended_id or msg.is_remote_frame:
-                continue
-            yield LogFrame(msg.timestamp, str(msg.channel or ""), Frame(msg.arbitration_id, bytes(msg.data)))
+    try:
+        # ASC stores times relative to its header's date: ask for absolute ones, like every other format
+        # (python-can 4.6.1's LogReader drops keyword arguments for .gz files, so open those here)
+        if suffixes[-1:] == [".asc"]:
+            reader = can.ASCReader(path, relative_timestamp=False)
+        elif suffixes[-2:] == [".asc", ".gz"]:
+            reader = can.ASCReader(gzip.open(path, "rt"), relative_timestamp=False)
+        else:
+            reader = can.LogReader(path)
+    except Exception as exc:  # each python-can reader fails its own way (ValueError, struct.error, sqlite3...)
+        raise LogUnreadable(f"{type(exc).__name__}: {exc}") from exc
+    return _python_can_frames(reader)
+
+
+def _python_can_frames(reader: Any) -> Iterator[LogFrame | LogLineError]:
+    count = 0
+    with reader:
+        try:
+            for msg in reader:
+                count += 1
+                if msg.is_error_frame or not msg.is_extended_id or msg.is_remote_frame:
+                    continue
+                yield LogFrame(msg.timestamp, str(msg.channel or ""), Frame(msg.arbitration_id, bytes(msg.data)))
+        except Exception as exc:  # a corrupt or truncated file: keep what was decoded, say where it broke
+            yield LogLineError(None, f"log unreadable after {count} frames: {type(exc).__name__}: {exc}")
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from drivers.gbt27930.candump import read_candump
-    from drivers.gbt27930.decode import decode_log
-
     path = args.file
+    truncated = False
+    items: Iterable[LogFrame | LogLineError]
     if path == "-":
         items = read_candump(sys.stdin)
     else:
@@ -63,18 +89,19 @@ def _decode(args: argparse.Namespace) -> int:
             items = read_candump(p.open(encoding="ascii", errors="replace"))
         else:
             try:
-                items = _python_can_frames(path)  # type: ignore[assignment]
-            except ValueError as exc:
-                print(f"station gbt decode: {path}: {exc}", file=sys.stderr)
+                items = _open_python_can_log(path)
+            except LogUnreadable as exc:
+                print(f"station gbt decode: {path}: cannot read: {exc}", file=sys.stderr)
                 return 2
     errors = 0
     indent = 2 if args.pretty else None
-    for record in decode_log(items, include_foreign=args.foreign):  # type: ignore[arg-type]
+    for record in decode_log(items, include_foreign=args.foreign):
         errors += "error" in record
+        truncated |= "line" not in record and record.get("error", "").startswith("log unreadable")
         print(json.dumps(record, indent=indent, ensure_ascii=False))
     if errors:
         print(f"station gbt decode: {errors} record(s) with errors", file=sys.stderr)
-    return 0
+    return 1 if truncated else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -81,6 +81,6 @@ def decode_log(items: Iterable[LogFrame | LogLineError], include_foreign: bool =
     decoder = Decoder(include_foreign)
     for item in items:
         if isinstance(item, LogLineError):
-            yield {"line": item.line_no, "error": item.reason}
+            yield {"error": item.reason} if item.line_no is None else {"line": item.line_no, "error": item.reason}
             continue
         yield from decoder.feed(item.t, item.frame)

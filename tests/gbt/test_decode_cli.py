@@ -50,7 +50,7 @@ def test_decode_reports_errors_and_foreign_frames(capsys: pytest.CaptureFixture[
     assert main(["gbt", "decode", str(tmp_path / "missing.log")]) == 2
 
 
-@pytest.mark.parametrize("suffix", [".asc", ".blf", ".csv"])
+@pytest.mark.parametrize("suffix", [".asc", ".blf", ".csv", ".trc", ".db", ".log.gz", ".asc.gz"])
 def test_python_can_log_formats_decode_the_same(capsys: pytest.CaptureFixture[str], traces: Path,
                                                 tmp_path: Path, suffix: str) -> None:
     frames = load(traces / T1)[:400]
@@ -67,6 +67,26 @@ def test_python_can_log_formats_decode_the_same(capsys: pytest.CaptureFixture[st
     for a, b in zip(got, expected):
         assert (a["name"], a.get("fields")) == (b["name"], b.get("fields"))
         assert a["t"] == pytest.approx(b["t"], abs=1e-3)
+
+
+def test_logs_python_can_cannot_read_fail_clearly_and_a_corrupt_tail_keeps_what_came_before(
+        capsys: pytest.CaptureFixture[str], traces: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.xyz").write_text("nothing")
+    (tmp_path / "x.blf").write_bytes(b"garbage")
+    for name, reason in (("x.xyz", 'unknown log format ".xyz"'), ("x.blf", "error: unpack requires")):
+        code, records, err = decode(capsys, str(tmp_path / name))
+        assert (code, records) == (2, []) and "cannot read" in err and reason in err, err
+    frames = load(traces / T1)[:50]
+    path = tmp_path / "cut.csv"
+    with can.Logger(str(path)) as logger:
+        for lf in frames:
+            logger.on_message_received(can.Message(timestamp=lf.t, arbitration_id=lf.frame.can_id,
+                                                   data=lf.frame.data, is_extended_id=True))
+    path.write_text(path.read_text() + "1703560127.5,garbage\n")
+    code, records, err = decode(capsys, str(path))
+    assert code == 1 and "1 record(s) with errors" in err
+    assert len(records) > 30 and all("error" not in r for r in records[:-1])
+    assert records[-1]["error"].startswith("log unreadable after 50 frames: ValueError")
 
 
 def test_published_state_diagram_matches_the_transition_table(repo: Path, tmp_path: Path) -> None:

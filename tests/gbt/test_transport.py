@@ -137,7 +137,7 @@ def test_receiver_timers_t2_after_cts_and_t1_between_dts() -> None:
     assert rx.poll(2.85)[1][0].reason == AbortReason.TIMEOUT
 
 
-def test_sender_timers_t3_waiting_for_cts_and_t4_after_hold() -> None:
+def test_sender_timers_t3_waiting_for_cts_t4_after_hold_t3_waiting_for_the_ack() -> None:
     tx = Transport(BMS, CHARGER)
     tx.send(0x1100, bytes(9), 0.0)
     assert [str(x) for x in tx.poll(0.0)[0]] == ["1CEC56F4#10090002FF001100"]
@@ -151,6 +151,14 @@ def test_sender_timers_t3_waiting_for_cts_and_t4_after_hold() -> None:
     tx.receive(f("1CECF456#110001FFFF001100"), 2.1)  # hold: T4 = 1.05 s
     assert tx.poll(3.149)[1] == []
     assert tx.poll(3.151)[1][0].reason == AbortReason.TIMEOUT
+    tx.send(0x1100, bytes(9), 4.0)
+    tx.poll(4.0)
+    tx.receive(f("1CECF456#110201FFFF001100"), 4.1)
+    assert len(tx.poll(4.1)[0]) == 2  # both DTs; now T3 again, for the EndOfMsgAck
+    assert tx.poll(5.349)[1] == []
+    frames, events = tx.poll(5.35)
+    assert [str(x) for x in frames] == ["1CEC56F4#FF03FFFFFF001100"]
+    assert events[0].detail == "no EndOfMsgAck in time" and not tx.sending
 
 
 def test_abort_from_the_peer_and_rts_validation() -> None:
