@@ -621,6 +621,14 @@ class ChargerSession:
             self._anomaly("bem", f"BEM in phase {self._phase.value} ignored: {', '.join(codes) or 'no bits set'}",
                           now)
             return
+        missing = [m for m, got in (("BCL", self._bcl), ("BCS", self._bcs)) if got is None]
+        if names == ["ccs_timeout"] and self._phase is Phase.OUTPUT_READY and missing:
+            # CCS starts only once BCL and BCS have arrived (start/stop table, §3.4): the vehicle asked for
+            # a message it had not made due yet
+            self._fail(Trigger.BEM, now, Attribution.VEHICLE_PROTOCOL, "bem:ccs_timeout",
+                       f"vehicle timed out waiting for CCS before sending {' and '.join(missing)} "
+                       "(CCS starts once BCL and BCS arrived)", None, codes, retryable=True)
+            return
         self._fail(Trigger.BEM, now, Attribution.CHARGER_FAULT, "bem:" + "+".join(names),
                    f"vehicle timed out waiting for the charger ({', '.join(names)})", None, codes, retryable=True)
 

@@ -3,6 +3,7 @@ python-can's other log formats; and ``station gbt diagram`` keeps docs/ in step 
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -96,3 +97,11 @@ def test_published_state_diagram_matches_the_transition_table(repo: Path, tmp_pa
     assert f"{diagram.BEGIN}\n```mermaid\n{diagram.mermaid()}```\n{diagram.END}" in doc
     assert main(["gbt", "diagram", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "gbt27930-states.mmd").read_text() == diagram.mermaid()
+
+
+def test_decode_reads_stdin(capsys: pytest.CaptureFixture[str], traces: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO((traces / T1).read_text()))
+    code, from_stdin, _ = decode(capsys, "-")
+    _, from_file, _ = decode(capsys, str(traces / T1))
+    assert code == 0 and from_stdin == from_file

@@ -26,7 +26,7 @@ from drivers.gbt27930.session import ChargerSession, SessionConfig, SessionUsage
 from drivers.gbt27930.transitions import Phase
 from drivers.gbt27930.transport import TP_CM_PGN
 from hil.bms.pair import IdealPowerStage, InMemoryLink
-from hil.bms.simulator import BST_REASONS, BmsSimulator, FaultKnobs
+from hil.bms.simulator import BST_REASONS, BmsSimulator, BmsTimeouts, FaultKnobs
 from hil.bms.simulator import Phase as BmsPhase
 from hil.plant.vehicle import Vehicle, car
 
@@ -34,9 +34,10 @@ CONFIG = SessionConfig(max_voltage_v=1000.0, min_voltage_v=150.0, max_current_a=
 
 
 def make(knobs: FaultKnobs | None = None, *, soc: float = 0.5, target: float = 0.9,
-         stage: IdealPowerStage | None = None, config: SessionConfig = CONFIG) -> InMemoryLink:
+         stage: IdealPowerStage | None = None, config: SessionConfig = CONFIG,
+         bms_timeouts: BmsTimeouts | None = None) -> InMemoryLink:
     vehicle = Vehicle(car("LTESTVIN", capacity_kwh=20.0, initial_soc=soc, target_soc=target))
-    return InMemoryLink(ChargerSession(config), BmsSimulator(vehicle, knobs), stage)
+    return InMemoryLink(ChargerSession(config), BmsSimulator(vehicle, knobs, timeouts=bms_timeouts), stage)
 
 
 def of(link: InMemoryLink, cls: type) -> list:
@@ -226,6 +227,33 @@ def test_bcs_timeout() -> None:
     link.run(until=lambda: bool(entered(link, Phase.ERROR)))
     (stop,) = of(link, StopOutput)
     assert stop.reason.code == "bcs_timeout" and cut + 4.7 < stop.at <= cut + 5.0
+
+
+@pytest.mark.parametrize(("ccs_s", "code", "after", "attribution", "spn"), [
+    (1.0, "bem:ccs_timeout", 1.0, Attribution.VEHICLE_PROTOCOL, "BEM SPN3905"),  # the simulator's own 1 s
+    (10.0, "bcs_timeout", 5.0, Attribution.VEHICLE_TIMEOUT, "CEM SPN3924"),  # a vehicle that waits longer
+])
+def test_output_ready_without_bcs_times_out_on_whichever_side_waits_less(
+        ccs_s: float, code: str, after: float, attribution: Attribution, spn: str) -> None:
+    """After CRO(0xAA) we send CCS only once BCL *and* BCS arrived. A vehicle that never sends BCS but
+    times out on CCS broke that rule (its BEM is its own protocol error); otherwise our 5 s BCS timer fires."""
+    link = make(bms_timeouts=BmsTimeouts(ccs_s=ccs_s))
+    link.drop_to_charger = tp_rts_of(0x1100)
+    link.run(until=lambda: bool(entered(link, Phase.ERROR)))
+    assert Phase.CHARGING not in [e.new for e in of(link, PhaseChanged)]
+    (stop,) = of(link, StopOutput)  # the output was connected (precharge done): it is stopped at once
+    assert stop.reason.code == code and stop.reason.attribution is attribution and stop.reason.retryable
+    assert stop.at - entered(link, Phase.OUTPUT_READY)[0] == pytest.approx(after, abs=0.01)  # + link latency
+    assert stop.reason.gbt_codes == (f"{spn} {code.removeprefix('bem:')}",)
+
+
+def test_output_ready_bcl_timeout() -> None:
+    link = make()
+    link.drop_to_charger = lambda f: f.pgn == BCL.PGN
+    link.run(until=lambda: bool(entered(link, Phase.ERROR)))
+    (stop,) = of(link, StopOutput)
+    assert stop.reason.code == "bcl_timeout" and stop.reason.gbt_codes == ("CEM SPN3925 bcl_timeout",)
+    assert stop.at == pytest.approx(entered(link, Phase.OUTPUT_READY)[0] + 1.0)
 
 
 @pytest.mark.parametrize(("dropped", "code", "after"), [
