@@ -546,8 +546,11 @@ class ChargerSession:
             self._timers.pop("bro", None)
             if bro.ready == Ready.READY:
                 self._fire(Trigger.BRO_READY, now)
-        elif self._phase is Phase.PRECHARGE and bro.ready == Ready.NOT_READY:
-            self._anomaly("bro-withdrawn", "BRO 0x00 after 0xAA: precharge abandoned, waiting again", now)
+        elif self._phase in (Phase.PRECHARGE, Phase.OUTPUT_READY) and bro.ready == Ready.NOT_READY:
+            # the vehicle is not ready after all (before its first BCL): drop the output and wait again; the
+            # 60 s BRO(0xAA) limit still counts from the first CTS/CML
+            self._anomaly("bro-withdrawn", f"BRO 0x00 after 0xAA in {self._phase.value}: output stopped, "
+                          "waiting again", now)
             self._fire(Trigger.BRO_WITHDRAWN, now)
 
     def _on_bcl(self, bcl: BCL, now: float) -> None:
@@ -813,8 +816,8 @@ class ChargerSession:
             self._schedule("CRM", now=now)
             timers["bcp"] = now + t.bcp_s
         elif phase is Phase.AWAIT_BRO:
-            timers.pop("bcp", None)
-            timers.pop("precharge", None)
+            for name in ("bcp", "precharge", "bcl", "bcs"):  # back from PRECHARGE or OUTPUT_READY too
+                timers.pop(name, None)
             if self._bro_window_start is None:
                 self._bro_window_start = now
             if not self._bro_seen:

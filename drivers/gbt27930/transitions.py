@@ -92,7 +92,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _row(P.IDENTIFY, T.BRM, P.AWAIT_BCP),
     _row(P.AWAIT_BCP, T.BCP, P.AWAIT_BRO),
     _row(P.AWAIT_BRO, T.BRO_READY, P.PRECHARGE),
-    _row(P.PRECHARGE, T.BRO_WITHDRAWN, P.AWAIT_BRO),
+    _row({P.PRECHARGE, P.OUTPUT_READY}, T.BRO_WITHDRAWN, P.AWAIT_BRO),  # before the first BCL: not ready after all
     _row(P.PRECHARGE, T.PRECHARGE_OK, P.OUTPUT_READY),
     _row(P.OUTPUT_READY, T.BCL_AND_BCS, P.CHARGING),
     _row(P.CHARGING, T.BSM_PAUSE, P.PAUSED),

@@ -2,8 +2,12 @@
 
 The hub and each vehicle run as ``station-hil`` processes; the charger side is a :class:`ChargerLink` in
 this process using python-can's stock socketcand client, exactly as the controller does. A small control
-loop plays the controller and an ideal power stage (answers the hooks, delivers the setpoint). Timeouts
-and knobs are covered sans-IO in test_session.py; these cases prove the same behaviour over real sockets.
+loop plays the controller and an ideal power stage (answers the hooks, delivers the setpoint).
+
+Every fault knob runs here on the real clock; timeouts longer than a test should wait (the 10-minute pause,
+the 60 s BRO wait, three 5 s BRM retries) are shortened through the session's ``Timeouts``. Their standard
+values, and the timeouts that need a frame dropped on purpose (BCP, BRO, BST, BSD, the vehicle's CCS),
+are checked on a simulated clock in test_session.py.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -25,11 +29,15 @@ from drivers.gbt27930.events import (
     Event,
     InsulationCheckRequested,
     OutputAllowed,
+    PhaseChanged,
     PrechargeRequested,
     Retrying,
     SessionEnded,
+    SessionStopped,
     StopOutput,
+    VehicleAnomaly,
 )
+from drivers.gbt27930.session import Timeouts
 from drivers.gbt27930.transitions import Phase
 from station.config import CanLink, Gun
 
@@ -122,11 +130,11 @@ class Controller:
         raise AssertionError(f"timed out in phase {self.link.status().phase}; last events {self.history[-5:]}")
 
 
-def charger(port: int, channel: str) -> Controller:
+def charger(port: int, channel: str, **session_overrides: object) -> Controller:
     gun = Gun(id=channel, max_current_a=250.0, max_voltage_v=1000.0, max_power_kw=240.0,
               can=CanLink(interface="socketcand", channel=channel, options={"host": "127.0.0.1", "port": port}))
     box: dict[str, Controller] = {}
-    link = ChargerLink.for_gun(gun, on_event=lambda g, e: box["c"].on_event(g, e))
+    link = ChargerLink.for_gun(gun, on_event=lambda g, e: box["c"].on_event(g, e), **session_overrides)
     box["c"] = ctl = Controller(link)
     link.open()
     return ctl
@@ -286,4 +294,95 @@ def test_event_callbacks_may_call_back_into_the_link(hub: int) -> None:
         assert isinstance(seen[-1], SessionEnded) and seen[-1].reason.code == "bst:soc_reached"
     finally:
         link.close()
+        car.stop()
+
+
+def _events(ctl: Controller, cls: type) -> list:
+    return [e for _, e in ctl.history if isinstance(e, cls)]
+
+
+def _paused_then_resumed(ctl: Controller) -> None:
+    pauses = [e for e in _events(ctl, StopOutput) if e.pause]
+    assert pauses and any(e.at > pauses[0].at for e in _events(ctl, OutputAllowed))
+
+
+def _pause_ended_after_the_limit(ctl: Controller) -> None:
+    (pause,) = [e for e in _events(ctl, StopOutput) if e.pause]
+    (stopped,) = _events(ctl, SessionStopped)
+    assert stopped.reason.at - pause.at == pytest.approx(2.0, abs=0.1)
+
+
+def _waited_for_bhm_then_2011(ctl: Controller) -> None:
+    (ins,) = _events(ctl, InsulationCheckRequested)
+    (handshake,) = [e for e in _events(ctl, PhaseChanged) if e.new is Phase.HANDSHAKE]
+    assert ins.at - handshake.at == pytest.approx(5.0, abs=0.1)
+    assert ctl.link.status().identity.protocol == "2011"
+
+
+def _precharged_twice(ctl: Controller) -> None:
+    assert sum(e.new is Phase.PRECHARGE for e in _events(ctl, PhaseChanged)) == 2
+    assert any(a.kind == "bro-withdrawn" for a in _events(ctl, VehicleAnomaly))
+
+
+def _never_energised(ctl: Controller) -> None:
+    assert _events(ctl, OutputAllowed) == [] and ctl.link.status().setpoint_current_a == 0.0
+
+
+def _retried_three_times(ctl: Controller) -> None:
+    assert [r.attempt for r in _events(ctl, Retrying)] == [1, 2, 3]
+    (end,) = _events(ctl, SessionEnded)
+    assert "45 bytes, expected 41 or 49" in end.reason.detail and end.retries == 3
+
+
+@dataclass(frozen=True)
+class KnobCase:
+    knobs: tuple[str, ...]
+    code: str
+    attribution: Attribution
+    check: Callable[[Controller], None] | None = None
+    soc: tuple[str, str] = ("0.5", "0.9")  # initial and target SoC: 0.1 % of 20 kWh takes ~1.8 s at 2C
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    until: type = SessionEnded  # SessionStopped: the session would go on retrying; its first reason is enough
+
+
+KNOB_CASES = {
+    "brm-45-bytes": KnobCase(("brm_length=45",), "brm_timeout", Attribution.VEHICLE_PROTOCOL,
+                             _retried_three_times, timeouts=Timeouts(brm_s=0.5)),
+    "2011-no-bhm": KnobCase(("legacy_2011=true",), "bst:soc_reached", Attribution.VEHICLE_DONE,
+                            _waited_for_bhm_then_2011, soc=("0.5", "0.5003")),
+    "short-bsm-pause": KnobCase(("pause_after_s=0.3", "pause_for_s=1.0"), "bst:soc_reached",
+                                Attribution.VEHICLE_DONE, _paused_then_resumed, soc=("0.5", "0.5012")),
+    "long-bsm-pause": KnobCase(("pause_after_s=0.3", "pause_for_s=700"), "pause_timeout",
+                               Attribution.VEHICLE_TIMEOUT, _pause_ended_after_the_limit,
+                               timeouts=Timeouts(pause_s=2.0)),
+    "bro-withdrawn-briefly": KnobCase(("bro_withdraw_s=1.0",), "bst:soc_reached", Attribution.VEHICLE_DONE,
+                                      _precharged_twice, soc=("0.5", "0.5003")),
+    "bro-withdrawn-for-good": KnobCase(("bro_withdraw_s=inf",), "bro_ready_timeout", Attribution.VEHICLE_TIMEOUT,
+                                       _never_energised, timeouts=Timeouts(bro_ready_s=3.0), until=SessionStopped),
+    "bst-insulation-fault": KnobCase(("bst_reason=insulation_fault", "bst_after_s=0.5"), "bst:insulation_fault",
+                                     Attribution.VEHICLE_FAULT),
+    "bst-current-too-high": KnobCase(("bst_reason=current_too_high", "bst_after_s=0.5"), "bst:current_too_high",
+                                     Attribution.CHARGER_FAULT),
+    "cell-over-voltage": KnobCase(("cell_over_voltage_after_s=0.5",), "cell_over_voltage",
+                                  Attribution.VEHICLE_FAULT),
+}
+
+
+@pytest.mark.parametrize("case", KNOB_CASES.values(), ids=KNOB_CASES.keys())
+def test_each_fault_knob_across_processes(hub: int, case: KnobCase) -> None:
+    car = vehicle(hub, "K1", "--soc", case.soc[0], "--target-soc", case.soc[1],
+                  *[a for k in case.knobs for a in ("--knob", k)])
+    ctl = charger(hub, "K1", timeouts=case.timeouts)
+    try:
+        ctl.link.start()
+        ev = ctl.run_until(lambda e: isinstance(e, case.until))
+        reason = ev.reason
+        assert (reason.code, reason.attribution) == (case.code, case.attribution), reason
+        if case.check is not None:
+            case.check(ctl)
+        stops = _events(ctl, StopOutput)
+        assert ctl.link.status().setpoint_current_a == 0.0
+        assert not _events(ctl, OutputAllowed) or stops[-1].at >= _events(ctl, OutputAllowed)[-1].at
+    finally:
+        ctl.link.close()
         car.stop()

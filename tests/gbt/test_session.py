@@ -388,6 +388,18 @@ def test_bro_withdrawn_briefly_returns_to_waiting_then_charges() -> None:
     assert [e for e in of(link, StopOutput) if e.reason is None and not e.pause]  # precharge abandoned
 
 
+def test_bro_withdrawn_after_our_cro_aa_stops_the_output_and_waits_again() -> None:
+    """A fast power stage has sent CRO(0xAA) before the vehicle's BRO(0x00) arrives: the vehicle is not
+    ready after all, so the output stops and the session waits for BRO(0xAA) again (no BCL timeout)."""
+    link = make(FaultKnobs(bro_withdraw_s=1.0), soc=0.8995, stage=IdealPowerStage(precharge_s=0.01))
+    link.run(max_s=60)
+    assert ended(link).reason.code == "bst:soc_reached" and ended(link).retries == 0
+    back = [e for e in of(link, PhaseChanged) if e.new is Phase.AWAIT_BRO and e.old is Phase.OUTPUT_READY]
+    assert len(back) == 1
+    assert any(e.at == back[0].at and e.reason is None and not e.pause for e in of(link, StopOutput))
+    assert_no_output_after_stops(link)
+
+
 @pytest.mark.parametrize("reason", BST_REASONS)
 def test_abrupt_bst_with_each_reason_is_attributed(reason: str) -> None:
     link = make(FaultKnobs(bst_reason=reason, bst_after_s=1.0))
