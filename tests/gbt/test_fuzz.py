@@ -20,7 +20,7 @@ from drivers.gbt27930.events import (
 from drivers.gbt27930.frame import Frame
 from drivers.gbt27930.messages import BCL, BCP, BCS, BEM, BHM, BRM, BRO, BSD, BSM, BST, Permission, Ready, State2
 from drivers.gbt27930.session import ChargerSession, SessionConfig
-from drivers.gbt27930.transitions import Phase
+from drivers.gbt27930.transitions import ENERGIZED, FLOWING, Phase
 from drivers.gbt27930.transport import cm_rts, dt_payloads
 
 CM, DT = 0x1CEC56F4, 0x1CEB56F4
@@ -80,11 +80,16 @@ class Harness:
         self.s = ChargerSession(SessionConfig(max_voltage_v=1000.0, min_voltage_v=150.0, max_current_a=250.0))
         self.now = 0.0
         self.pending: list[tuple[str, float]] = []
+        self.phase = Phase.IDLE
 
     def check(self, events: list[Event]) -> None:
         """Invariants after every call."""
         s = self.s
         status = s.status()
+        left = status.phase is not self.phase and self.phase in ENERGIZED and status.phase not in FLOWING
+        if left:  # "stop output now", in this very call
+            assert any(isinstance(e, StopOutput) for e in events), (self.phase, status.phase, events)
+        self.phase = status.phase
         assert status.setpoint_current_a >= 0.0
         if not status.output_allowed:
             assert status.setpoint_current_a == 0.0
@@ -99,6 +104,8 @@ class Harness:
         if stops and not (allows and allows[-1] > stops[-1]):
             assert not status.output_allowed
         for e in events:
+            if isinstance(e, SessionStopped):  # attributed, with the GB/T codes, for the audit log
+                assert e.reason.code and e.reason.detail and e.reason.gbt_codes, e.reason
             if isinstance(e, InsulationCheckRequested):
                 self.pending.append(("insulation", e.at))
             elif isinstance(e, PrechargeRequested):
@@ -156,3 +163,4 @@ def test_session_survives_anything_and_never_leaves_output_on_after_an_error(pre
     assert h.s.phase in (Phase.ENDED, Phase.CHARGING, Phase.PAUSED) or h.s.ended
     if h.s.ended:
         assert h.s.status().stop is not None and not h.s.output_allowed
+    assert all(r.gbt_codes for r in h.s.history), h.s.history
