@@ -59,6 +59,7 @@ class ChannelStats:
     delivered: int = 0
     errors_injected: int = 0
     max_queue: int = 0
+    busy_s: float = 0.0  # bus time occupied by frames and error frames (paced hubs only): the bus load
 
 
 @dataclass
@@ -241,6 +242,7 @@ class CanHub:
                     start = max(now, ch.bus_free_at)
                     bits = (ERROR_FRAME_BITS if hit else 0) + (0 if sender is None else 67 + 8 * len(data))
                     ch.bus_free_at = start + bits / self.bitrate
+                    ch.stats.busy_s += bits / self.bitrate
                     if ch.bus_free_at > now + 0.001:  # asyncio sleeps in ~1 ms steps: batch below that
                         await asyncio.sleep(ch.bus_free_at - now)
                     stamp = ch.bus_free_at + clock_offset  # end of transmission, on the bus's own time line

@@ -33,6 +33,9 @@ def open_bus(link: CanLink, can_filters: list[dict[str, Any]] | None = None) -> 
         # python-can 4.6.1's client logs a WARNING each time a TCP read ends inside a frame, which is
         # normal at a few thousand frames/s; keep its real errors
         logging.getLogger("can.interfaces.socketcand.socketcand").setLevel(logging.ERROR)
+        # and it applies can_filters in Python, where they also drop error frames (socketcan's kernel
+        # filters let them through): take every frame, the endpoint counts and ignores foreign ones
+        can_filters = None
     try:
         return can.Bus(interface=link.interface, channel=link.channel, bitrate=link.bitrate,
                        can_filters=can_filters, **kwargs)

@@ -38,14 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     import can
 
-    from drivers.can.bus import bms_filters
+    from drivers.can.bus import bms_filters, open_bus
     from drivers.can.runner import CanRunner
     from hil.bms.simulator import BmsSimulator, FaultKnobs, Phase
     from hil.plant import vehicle as plant
+    from station.config import CanLink
 
     channels = [c for c in args.channel.split(",") if c]
     try:
@@ -58,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"station-hil bms: {exc}", file=sys.stderr)
         return 2
     options = {"host": args.host, "port": args.port} if args.interface == "socketcand" else {}
-    logging.getLogger("can.interfaces.socketcand.socketcand").setLevel(logging.ERROR)  # see drivers/can/bus.py
     out_lock = threading.Lock()
     finished: set[str] = set()
     all_done = threading.Event()
@@ -78,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     for channel, spec in zip(channels, specs):
         try:
-            bus = can.Bus(interface=args.interface, channel=channel, can_filters=bms_filters(), **options)
-        except (can.CanError, OSError) as exc:
-            print(f"station-hil bms: cannot open {args.interface} {channel}: {exc}", file=sys.stderr)
+            bus = open_bus(CanLink(interface=args.interface, channel=channel, options=options),
+                           can_filters=bms_filters())
+        except can.CanError as exc:
+            print(f"station-hil bms: {exc}", file=sys.stderr)
             return 2
         sim = BmsSimulator(plant.Vehicle(spec), knobs)
         runners.append((channel, sim, CanRunner(bus, sim, clock=time.monotonic, on_events=printer(channel),
@@ -101,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {"channel": channel, "phase": sim.phase.value, "soc": round(v.soc, 4),
                    "energy_in_kwh": round(v.energy_in_kwh, 4), "restarts": sim.record.restarts,
                    "frames_in": runner.frames_in, "frames_out": runner.frames_out,
+                   "error_frames": runner.error_frames,
                    "cst": sim.cst.set_fields() if sim.cst else None,
                    "cem": sim.cem.set_fields() if sim.cem else None,
                    "csd_energy_kwh": sim.csd.energy_kwh if sim.csd else None}

@@ -241,6 +241,29 @@ def test_losing_the_bus_still_stops_the_output_by_timeout() -> None:
         hub.stop()
 
 
+def test_a_paced_hub_with_error_frames_still_carries_a_full_session() -> None:
+    """The hub process at 250 kbit/s with 2 % of frames hit by an error frame (then retransmitted)."""
+    hub = Process("can-hub", "--port", "0", "--pace", "--bitrate", "250000", "--error-rate", "0.02", "--seed", "3")
+    port = int(hub.wait_for(lambda item: "listening" in item, timeout=30)["listening"].rsplit(":", 1)[1])
+    car = vehicle(port, "P1", "--soc", "0.5", "--target-soc", "0.5003")
+    ctl = charger(port, "P1")
+    try:
+        ctl.link.start()
+        end = ctl.run_until(lambda e: isinstance(e, SessionEnded))
+        assert end.reason.code == "bst:soc_reached" and end.retries == 0
+        health = ctl.link.health()
+        assert health["healthy"] and health["error_frames"] > 0
+        summary = car.wait_for(lambda item: "summary" in item)["summary"]
+        assert summary["phase"] == "done" and summary["error_frames"] > 0  # the vehicle saw them too
+    finally:
+        ctl.link.close()
+        car.stop()
+        hub.stop()
+    stats = hub.wait_for(lambda item: "stats" in item, timeout=10)["stats"]["channels"]["P1"]
+    assert stats["errors_injected"] >= health["error_frames"] > 0
+    assert stats["busy_s"] >= stats["frames"] * 67 / 250_000  # every frame took its bits' time on the bus
+
+
 def test_field_deviations_over_the_hub(hub: int) -> None:
     car = vehicle(hub, "D1", "--soc", "0.8998", "--knob", "tp_without_cts=true", "--knob", "brm_length=41",
                   "--knob", "garbage_per_s=30", "--knob", "bcl_over_bcp=true")
