@@ -10,6 +10,8 @@ from station.cli import dispatch
 COMMANDS: dict[str, str] = {
     "can-hub": "hil.can_hub",
     "bms": "hil.bms.cli",
+    "sim": "hil.commands.sim",
+    "compare": "hil.commands.compare",
 }
 
 

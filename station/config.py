@@ -262,6 +262,10 @@ class ModuleSwitchingConfig(Section):
 
 class ControlConfig(Section):
     period_s: float = Field(default=0.1, ge=0.005, le=1.0)
+    cap_margin_fraction: float = Field(
+        default=0.005, ge=0.0, le=0.1,
+        description="the controller aims this fraction below the import and export caps: room for load-dependent"
+                    " module losses, actuator lag and meter noise, so the cap holds on the true grid power")
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
     modules: ModuleSwitchingConfig = ModuleSwitchingConfig()
 
