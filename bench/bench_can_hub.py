@@ -1,8 +1,8 @@
 """Benchmark: frames per second the software CAN hub and one controller process sustain with N guns
 charging (BCL + CCS every 50 ms, BCS over TP and BSM every 250 ms), and the CPU each process uses.
 
-    .venv/bin/python bench/bench_can_hub.py                 # 32 guns unpaced and paced, 64 guns unpaced
-    .venv/bin/python bench/bench_can_hub.py --update-docs   # also rewrite the issue-4 section of docs/benchmarks.md
+    .venv/bin/python -m bench.bench_can_hub                 # 32 guns unpaced and paced, 64 guns unpaced
+    .venv/bin/python -m bench.bench_can_hub --update-docs   # also rewrite the issue-4 section of docs/benchmarks.md
 
 Processes: the hub (``station-hil can-hub``), one process with all the simulated vehicles
 (``station-hil bms --channel G1,...,GN``) and this one, the controller: N ``ChargerLink``s (python-can's
@@ -25,18 +25,17 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from drivers.can.charger import ChargerLink  # noqa: E402
-from drivers.gbt27930.events import (  # noqa: E402
+from drivers.can.charger import ChargerLink
+from drivers.gbt27930.events import (
     InsulationCheckRequested,
     PrechargeRequested,
     Retrying,
     SessionStopped,
 )
-from drivers.gbt27930.transitions import Phase  # noqa: E402
-from station.config import CanLink, Gun  # noqa: E402
+from drivers.gbt27930.transitions import Phase
+from station.config import CanLink, Gun
+
+REPO = Path(__file__).resolve().parent.parent
 
 TICK = os.sysconf("SC_CLK_TCK")
 SECTION = "## GB/T 27930 over the software CAN hub (issue 4)"
@@ -193,7 +192,7 @@ def main() -> int:
     rows = [run_once(args.guns, args.seconds, pace) for pace in (False, True)]
     if args.headroom:
         rows.append(run_once(args.headroom, args.seconds, False))
-    command = "python bench/bench_can_hub.py" + (f" --guns {args.guns}" if args.guns != 32 else "") + (
+    command = ".venv/bin/python -m bench.bench_can_hub" + (f" --guns {args.guns}" if args.guns != 32 else "") + (
         f" --seconds {args.seconds:g}" if args.seconds != 20.0 else "") + (
         f" --headroom {args.headroom}" if args.headroom != 64 else "")
     text = table(rows, command)
