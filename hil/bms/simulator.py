@@ -90,15 +90,20 @@ class FaultKnobs:
             name, sep, text = item.partition("=")
             if not sep or name not in fields:
                 raise ValueError(f"knob '{item}': expected NAME=VALUE with NAME one of {', '.join(fields)}")
-            kind = fields[name].type
-            if "bool" in str(kind):
+            kind = str(fields[name].type)
+            if "bool" in kind:
+                if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                    raise ValueError(f"knob '{item}': {name} must be true or false")
                 kwargs[name] = text.lower() in ("1", "true", "yes", "on")
-            elif name in ("bst_reason",):
+            elif name == "bst_reason":
                 kwargs[name] = text or None
-            elif "int" in str(kind) and "float" not in str(kind):
-                kwargs[name] = int(text)
             else:
-                kwargs[name] = None if text.lower() == "none" else float(text)
+                integer = "int" in kind and "float" not in kind
+                try:
+                    kwargs[name] = int(text) if integer else None if text.lower() == "none" else float(text)
+                except ValueError:
+                    raise ValueError(f"knob '{item}': {name} must be {'an integer' if integer else 'a number'}") \
+                        from None
         return cls(**kwargs)
 
 

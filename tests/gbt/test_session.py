@@ -513,3 +513,15 @@ def test_cml_reports_the_charger_capability() -> None:
     (_, cml), *_ = link.sent("charger", CML.PGN)
     assert CML.decode(cml.data) == CML(1000.0, 150.0, 250.0, 0.0)
     assert link.bms.record.charger_messages["CRM"] >= 2
+
+
+def test_knobs_from_the_command_line_parse_or_name_the_knob_and_the_rule() -> None:
+    knobs = FaultKnobs.parse(["silence_after_s=3", "silence_for_s=none", "tp_without_cts=yes", "brm_length=41",
+                              "bst_reason=insulation_fault", "bro_withdraw_s=inf"])
+    assert knobs == FaultKnobs(silence_after_s=3.0, tp_without_cts=True, brm_length=41,
+                               bst_reason="insulation_fault", bro_withdraw_s=float("inf"))
+    for bad, message in [("foo=1", "knob 'foo=1': expected NAME=VALUE"), ("brm_length=abc", "must be an integer"),
+                         ("garbage_per_s=lots", "must be a number"), ("legacy_2011=maybe", "must be true or false"),
+                         ("bst_reason=nope", "bst_reason: must be one of"), ("pause_for_s=-1", "must be >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            FaultKnobs.parse([bad])
