@@ -235,7 +235,8 @@ def _apply_limits(obs: Observation, cfg: StationConfig, windows: list[Window], t
         obs.import_cap_kw = site_cap
         obs.export_cap_kw = min(cfg.grid.export_limit_kw, cfg.dispatch.fallback_export_limit_kw)
         obs.target_kw = math.nan
-        obs.ramp_kw_per_s = cfg.grid.ramp_limit_kw_per_s
+        fallback_ramp = cfg.dispatch.fallback_ramp_kw_per_s
+        obs.ramp_kw_per_s = cfg.grid.ramp_limit_kw_per_s if fallback_ramp is None else fallback_ramp
         return
     obs.import_cap_kw = min(cfg.import_cap_kw, active.import_limit_kw)
     obs.export_cap_kw = active.export_limit_kw

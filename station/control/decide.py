@@ -18,6 +18,7 @@ Two corrections sit around the kernel, both because the plant is never exactly t
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,9 @@ from station.control.observation import Decision, Observation
 
 # time constant of the grid-bias filter: long against meter noise, short against load drift
 BIAS_TAU_S = 5.0
+# the bias learns only when the expected grid moved less than this over the last few cycles
+BIAS_SETTLED_KW = 5.0
+BIAS_SETTLED_CYCLES = 4
 # the bias only ever adds load (a model that overstates losses just leaves a little headroom unused)
 BIAS_MAX_KW_FRACTION = 0.1
 
@@ -103,6 +107,7 @@ class Controller:
         self.aux_kw = cfg.grid.aux_load_kw
         self.bias_kw = 0.0
         self.expected_grid_kw = math.nan
+        self._recent_model_kw: deque[float] = deque(maxlen=BIAS_SETTLED_CYCLES)  # expected grid, bias excluded
         self.planner = planner
         self.plan: Any = None
         self.schedule: Sequence[Any] = ()
@@ -167,12 +172,18 @@ class Controller:
                 charge_min_kw=0.0 if plan is None else plan.charge_min_kw,
             )
         last = obs.grid_measured_kw if not math.isnan(obs.grid_measured_kw) else self.expected_grid_kw
-        margin = self.cfg.control.cap_margin_fraction
-        grid = GridInput(import_limit_kw=self.anticipated_cap_kw(obs) * (1.0 - margin),
-                         export_limit_kw=obs.export_cap_kw * (1.0 - margin), target_kw=obs.target_kw,
+        importing, exporting = self.limits_with_margin(self.anticipated_cap_kw(obs), obs.export_cap_kw)
+        grid = GridInput(import_limit_kw=importing, export_limit_kw=exporting, target_kw=obs.target_kw,
                          ramp_kw_per_s=obs.ramp_kw_per_s, last_kw=last)
         return AllocationInput(dt_s=obs.dt_s, grid=grid, guns=(), bess=bess,
                                aux_load_kw=obs.aux_load_kw + self.bias_kw, modules=t.modules, params=t.params)
+
+    def limits_with_margin(self, import_kw: float, export_kw: float) -> tuple[float, float]:
+        """Aim ``cap_margin_fraction`` of the connection's cap inside each limit (absolute kW: the plant's
+        lag and loss errors scale with the station, not with the momentary cap), shrinking each limit
+        towards zero but never across it (a limit of 0 kW must not force a flow the other way)."""
+        margin = self.cfg.control.cap_margin_fraction * self.cfg.import_cap_kw
+        return max(import_kw - margin, min(import_kw, 0.0)), max(export_kw - margin, min(export_kw, 0.0))
 
     def anticipated_cap_kw(self, obs: Observation) -> float:
         """The import cap in force, lowered ahead of a known lower cap so that the grid, ramping at the
@@ -189,12 +200,19 @@ class Controller:
         return cap
 
     def _update_bias(self, obs: Observation) -> None:
-        """Filter (metered - expected) grid power into an extra auxiliary load, never negative."""
-        if math.isnan(obs.grid_measured_kw) or math.isnan(self.expected_grid_kw):
+        """Filter (metered - expected) grid power into an extra auxiliary load, never negative.
+
+        Only while the grid is settled: the meter is late (its delay, plus the cycle it averages), so
+        during a ramp it compares the past with the present; the last few expectations must agree
+        within ``BIAS_SETTLED_KW`` for the comparison to mean anything."""
+        recent = self._recent_model_kw
+        if math.isnan(obs.grid_measured_kw) or len(recent) < recent.maxlen:
             return
-        err = obs.grid_measured_kw - (self.expected_grid_kw - self.bias_kw)
+        if max(recent) - min(recent) > BIAS_SETTLED_KW:
+            return
+        err = obs.grid_measured_kw - recent[-1]
         alpha = min(1.0, obs.dt_s / BIAS_TAU_S)
-        limit = BIAS_MAX_KW_FRACTION * max(obs.import_cap_kw if math.isfinite(obs.import_cap_kw) else 0.0, 1.0)
+        limit = BIAS_MAX_KW_FRACTION * max(self.cfg.import_cap_kw, 1.0)
         self.bias_kw = min(max(self.bias_kw + alpha * (err - self.bias_kw), 0.0), limit)
 
     def _decision(self) -> Decision:
@@ -202,6 +220,7 @@ class Controller:
         so = pk.st_out
         self.cycles += 1
         self.expected_grid_kw = float(so[L.SO_GRID])
+        self._recent_model_kw.append(self.expected_grid_kw - self.bias_kw)
         return Decision(
             gun_kw=pk.gun_out[:, L.GO_POWER].copy(),
             bess_kw=float(so[L.SO_BESS]),

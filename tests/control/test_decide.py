@@ -163,7 +163,8 @@ def test_margin_and_safety_on_random_observations(seed: int, cap: float, margin:
     assert np.all(d.gun_kw >= -np.where(on, obs.v2g_kw, 0.0) - 1e-6)
     assert np.all(d.gun_kw[~on] == 0.0)
     if not d.flags & 1:  # GRID_OVER_CAP: infeasible even with everything shed
-        assert d.grid_kw <= cap * (1 - margin) + 1e-6
+        assert d.grid_kw <= ctl.limits_with_margin(cap, obs.export_cap_kw)[0] + 1e-6
+        assert d.grid_kw <= cap + 1e-6
 
 
 def test_module_layer_bounds_a_baseline_by_the_modules() -> None:
@@ -184,3 +185,39 @@ def test_module_layer_bounds_a_baseline_by_the_modules() -> None:
     on_t = [m for m, g in enumerate(d.module_gun) if g in (ids.index("T1"), ids.index("T2"))]
     assert len(on_t) == 40 and all(cab[m] == "C1" for m in on_t)
     assert np.all(d.gun_kw <= want + 1e-9)
+
+
+def test_margin_is_absolute_and_never_forces_a_flow() -> None:
+    cfg = hub(margin=0.005)  # 10 kW on the hub's 2000 kW connection
+    ctl = Controller(cfg)
+    assert ctl.limits_with_margin(2000.0, 1000.0) == pytest.approx((1990.0, 990.0))
+    assert ctl.limits_with_margin(500.0, 0.0) == pytest.approx((490.0, 0.0))
+    assert ctl.limits_with_margin(0.0, 1100.0) == pytest.approx((0.0, 1090.0))
+    assert ctl.limits_with_margin(4.0, 0.0) == pytest.approx((0.0, 0.0))
+
+
+def test_a_scheduled_lower_cap_is_approached_at_the_ramp_limit() -> None:
+    """The operator announced 500 kW from t=10 s; the site ramps at 100 kW/s: the grid is under 500 kW
+    from the cycle before the window, and never steps down faster than the ramp."""
+    from hil.sim.timeline import Window
+
+    cfg = hub(margin=0.0)
+    ctl = Controller(cfg)
+    obs = busy_observation(cfg, np.random.default_rng(3))
+    obs.connected[:] = True
+    obs.demand_kw[:] = 300.0
+    obs.bess_available = False
+    obs.ramp_kw_per_s = 100.0
+    ctl.set_schedule([Window(start_s=10.0, end_s=100.0, import_limit_kw=500.0, export_limit_kw=0.0)])
+    grid = []
+    for k in range(12):
+        obs.t_s = float(k)
+        if k >= 10:
+            obs.import_cap_kw = 500.0
+        d = ctl.decide(obs)
+        grid.append(d.grid_kw)
+        obs.grid_measured_kw = d.grid_kw
+        obs.measured_kw[:] = d.gun_kw
+    assert grid[0] == pytest.approx(1400.0)  # 500 + 100 kW/s x (10 - 0 - 1) s
+    assert grid[9] <= 500.0 + 1e-6
+    assert all(a - b <= 100.0 + 1e-6 for a, b in zip(grid, grid[1:]))
