@@ -28,8 +28,7 @@ from pathlib import Path
 
 from station.config import StationConfig, load_config
 from station.control.observation import Observation
-from station.plan import Planner, Window
-from station.plan import reference
+from station.plan import Planner, Window, reference
 
 HUB = Path(__file__).resolve().parent.parent / "config" / "megawatt-hub.yaml"
 START_HOUR = 15.0
