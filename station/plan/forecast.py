@@ -12,7 +12,7 @@ Built in Python (NumPy) from what the controller knows now; the solve (kernel.py
 * **Grid limits**: now, what is in force (``Observation``); later, the known dispatch windows (the
   latest-starting window touching a step sets its cap, export limit and target, as in force at run
   time), else the station's own cap. Every limit is taken with the controller's margin
-  (``cap_margin_fraction``, ``with_margin``).
+  (``cap_margin_fraction``, ``station.control.decide.with_margin``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from station.config import StationConfig
+from station.control.decide import with_margin
 from station.control.observation import Observation
 
 
@@ -54,14 +55,6 @@ def profile_demand(profile_kw: Sequence[float], start_hour: float, t_s: float, n
     """The hourly profile at the middle of each step (local hour of day from the run's start hour)."""
     mid_h = start_hour + (t_s + (np.arange(n) + 0.5) * dt_s) / 3600.0
     return np.asarray(profile_kw, dtype=np.float64)[np.floor(mid_h % 24.0).astype(np.int64) % 24]
-
-
-def with_margin(cfg: StationConfig, limit_kw: np.ndarray) -> np.ndarray:
-    """An import or export limit as the controller aims for it: ``cap_margin_fraction`` of the connection's
-    import cap inside, towards zero but never across it (``Controller.limits_with_margin``, vectorised;
-    tests/plan checks the two agree)."""
-    margin = cfg.control.cap_margin_fraction * cfg.import_cap_kw
-    return np.maximum(limit_kw - margin, np.minimum(limit_kw, 0.0))
 
 
 def grid_limits(cfg: StationConfig, obs: Observation, schedule: Sequence[Any], n: int,

@@ -10,8 +10,7 @@ import pytest
 
 from station.config import validate_config
 from station.plan import Planner, Window
-from station.control.decide import Controller
-from station.plan.forecast import grid_limits, profile_demand, session_demand, with_margin
+from station.plan.forecast import grid_limits, profile_demand, session_demand
 from tests.plan.stations import observe, small_station
 
 
@@ -65,15 +64,6 @@ def test_grid_limits_from_obs_now_and_windows_later() -> None:
     obs.aux_load_kw = 70.0
     limit, hold = grid_limits(cfg, obs, [Window(1200.0, 1800.0, 50.0, 0.0)], 3, 600.0)
     assert hold.tolist() == [False, True, False] and limit[1] == pytest.approx(49.0)
-
-
-def test_margin_is_the_controllers() -> None:
-    cfg = small_station(cap_margin_fraction=0.02)
-    controller = Controller(cfg)
-    limits = np.array([-50.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 80.0, 100.0])
-    for imp, exp in zip(limits, limits[::-1]):
-        assert (with_margin(cfg, np.array([imp]))[0], with_margin(cfg, np.array([exp]))[0]) == \
-            controller.limits_with_margin(float(imp), float(exp))
 
 
 def test_forecast_takes_the_larger_of_sessions_and_profile_after_now() -> None:

@@ -16,7 +16,7 @@ from station.config import StationConfig
 from station.control.decide import gun_efficiencies
 from station.control.observation import Observation
 from station.plan import BessPlan, Planner, Window
-from station.plan.forecast import with_margin
+from station.control.decide import with_margin
 from station.plan.planner import TOL_KW
 from tests.plan.closed_loop import run
 from tests.plan.stations import observe, small_station
