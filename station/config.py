@@ -260,6 +260,41 @@ class ModuleSwitchingConfig(Section):
     idle_current_a: float = Field(default=1.0, gt=0, le=50)
 
 
+class PlannerConfig(Section):
+    """The BESS horizon planner (``station.plan``, docs/planner.md): every ``period_s`` it plans the battery
+    over the next ``horizon_s`` in steps of ``step_s``, from the sessions in progress, the known dispatch
+    windows and ``arrival_profile_kw``, and sets the allocation kernel's BESS targets."""
+
+    enabled: bool = True
+    step_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    horizon_s: float = Field(default=7200.0, gt=0, le=48 * 3600.0)
+    period_s: float = Field(default=60.0, gt=0, le=3600.0,
+                            description="re-plan this often; keep it at or below step_s (a forced charge lasts"
+                                        " until the next re-plan)")
+    arrival_profile_kw: list[NonNegKw] = Field(
+        default_factory=lambda: [0.0] * 24, min_length=24, max_length=24,
+        description="expected vehicle demand at the grid side (kW, aux load excluded) for each local hour 0..23,"
+                    " e.g. the typical day from last month's meter data")
+    unknown_session_s: float = Field(
+        default=1800.0, ge=0, le=24 * 3600.0,
+        description="a session whose energy and departure are both unknown is assumed to draw for this long")
+    soc_levels: int = Field(default=101, ge=11, le=2001, description="SoC grid points of the dynamic programme")
+    leveling: float = Field(
+        default=0.0, ge=0.0, le=10.0,
+        description="0: the battery serves deficits as they come (most energy delivered); > 0: it is saved for"
+                    " deeper forecast deficits, curtailing more evenly over time (docs/planner.md)")
+
+    @field_validator("horizon_s")
+    @classmethod
+    def _whole_steps(cls, v: float, info: Any) -> float:
+        step = info.data.get("step_s")
+        if step is not None and v < 2 * step:
+            raise ValueError("must be at least two planner steps (2 x step_s)")
+        if step is not None and v / step > 10_000:
+            raise ValueError("must be at most 10000 planner steps (horizon_s / step_s)")
+        return v
+
+
 class ControlConfig(Section):
     period_s: float = Field(default=0.1, ge=0.005, le=1.0)
     cap_margin_fraction: float = Field(
@@ -269,6 +304,7 @@ class ControlConfig(Section):
                     " so the limits hold on the true grid power")
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
     modules: ModuleSwitchingConfig = ModuleSwitchingConfig()
+    planner: PlannerConfig = PlannerConfig()
 
 
 class StationConfig(Section):

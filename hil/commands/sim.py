@@ -52,5 +52,6 @@ def summary(m: dict) -> str:
         lines.append(f"  energy cost {m['cost']:.2f}")
     for e in m["expectations"]:
         state = {True: "PASS", False: "FAIL", None: "----"}[e["pass"]]
-        lines.append(f"  {state} {e['expect']} {e['threshold']} (got {e['value']}){' - ' + e['note'] if 'note' in e else ''}")
+        note = f" - {e['note']}" if "note" in e else ""
+        lines.append(f"  {state} {e['expect']} {e['threshold']} (got {e['value']}){note}")
     return "\n".join(lines)

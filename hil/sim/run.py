@@ -21,10 +21,10 @@ import numpy as np
 
 from hil.plant import MeterRating
 from hil.sim.plant import StationPlant
+from hil.sim.timeline import Fault, Window, faults_of, start_hour_of, windows_of
 from station.config import StationConfig
 from station.control.decide import Controller, ModuleLayer
 from station.control.observation import Observation, Policy
-from hil.sim.timeline import Fault, Window, faults_of, start_hour_of, windows_of
 
 
 @dataclass

@@ -39,6 +39,15 @@ BIAS_SETTLED_CYCLES = 4
 BIAS_MAX_KW_FRACTION = 0.1
 
 
+def with_margin(cfg: StationConfig, limit_kw: Any) -> Any:
+    """A grid limit (import or export, kW; a float or an array) as the controller aims for it:
+    ``cap_margin_fraction`` of the connection's cap inside (absolute kW: the plant's lag and loss errors
+    scale with the station, not with the momentary cap), shrunk towards zero but never across it (a limit
+    of 0 kW must not force a flow the other way). The planner plans against the same limits."""
+    margin = cfg.control.cap_margin_fraction * cfg.import_cap_kw
+    return np.maximum(np.asarray(limit_kw, dtype=np.float64) - margin, np.minimum(limit_kw, 0.0))
+
+
 def params_from(cfg: StationConfig) -> Params:
     c = cfg.control
     return Params(
@@ -179,11 +188,8 @@ class Controller:
                                aux_load_kw=obs.aux_load_kw + self.bias_kw, modules=t.modules, params=t.params)
 
     def limits_with_margin(self, import_kw: float, export_kw: float) -> tuple[float, float]:
-        """Aim ``cap_margin_fraction`` of the connection's cap inside each limit (absolute kW: the plant's
-        lag and loss errors scale with the station, not with the momentary cap), shrinking each limit
-        towards zero but never across it (a limit of 0 kW must not force a flow the other way)."""
-        margin = self.cfg.control.cap_margin_fraction * self.cfg.import_cap_kw
-        return max(import_kw - margin, min(import_kw, 0.0)), max(export_kw - margin, min(export_kw, 0.0))
+        """The import and export limits as this controller aims for them (see :func:`with_margin`)."""
+        return float(with_margin(self.cfg, import_kw)), float(with_margin(self.cfg, export_kw))
 
     def anticipated_cap_kw(self, obs: Observation) -> float:
         """The import cap in force, lowered ahead of a known lower cap so that the grid, ramping at the
