@@ -5,8 +5,9 @@ the same :class:`~station.control.observation.Observation`. Where a peer needs a
 would configure for it (the site limit given to the charger controller, the charger efficiency), it gets
 the value the station file implies, not a handicap:
 
-* the power budget for the guns is the import cap in force less the configured cap margin and the
-  station's auxiliary load (what an integrator enters as the chargers' site limit);
+* the power budget for the guns is the import cap in force less the station's cap margin (the same rule as
+  ours, ``station.control.decide.with_margin``) and its auxiliary load (what an integrator enters as the
+  chargers' site limit);
 * a gun's AC draw is its DC power over the nominal efficiency of the modules that can feed it
   (``station.control.decide.gun_efficiencies``, the same figure ours uses).
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from station.config import StationConfig
-from station.control.decide import gun_efficiencies
+from station.control.decide import gun_efficiencies, with_margin
 from station.control.observation import Decision, Observation
 
 
@@ -31,7 +32,7 @@ class StationArrays:
     gun_max_a: np.ndarray
     efficiency: np.ndarray
     priority: np.ndarray  # 1 is served first
-    cap_margin: float
+    cfg: StationConfig
 
     @classmethod
     def of(cls, cfg: StationConfig) -> StationArrays:
@@ -41,7 +42,7 @@ class StationArrays:
             gun_max_a=np.array([g.max_current_a for g in guns], dtype=np.float64),
             efficiency=np.array(gun_efficiencies(cfg), dtype=np.float64),
             priority=np.array([g.priority for g in guns], dtype=np.int64),
-            cap_margin=cfg.control.cap_margin_fraction,
+            cfg=cfg,
         )
 
     def gun_now_kw(self, obs: Observation) -> np.ndarray:
@@ -60,12 +61,13 @@ class StationArrays:
         top = np.minimum(self.session_max_kw(obs), np.maximum(obs.demand_kw, 0.0))
         return np.where(obs.connected, np.clip(limit_kw, 0.0, top), 0.0)
 
+    def aim_kw(self, cap_kw: float) -> float:
+        """The import cap in force as the chargers' site limit: inside it by the station's cap margin."""
+        return float(with_margin(self.cfg, cap_kw)) if math.isfinite(cap_kw) else math.inf
+
     def budget_kw(self, obs: Observation) -> float:
         """AC power the guns may draw under the import cap in force (never negative)."""
-        cap = obs.import_cap_kw
-        if not math.isfinite(cap):
-            return math.inf
-        return max(0.0, cap * (1.0 - self.cap_margin) - obs.aux_load_kw)
+        return max(0.0, self.aim_kw(obs.import_cap_kw) - obs.aux_load_kw)
 
     def decision(self, obs: Observation, gun_kw: np.ndarray, bess_kw: float = 0.0) -> Decision:
         """A decision for the module layer, with the grid power it implies (reported, not enforced)."""

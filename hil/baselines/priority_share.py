@@ -115,7 +115,7 @@ class PriorityShare:
         self.state[unplugged] = ChargeState.CHARGING
         self.pause_until[unplugged] = -math.inf
         grid = obs.grid_measured_kw if not math.isnan(obs.grid_measured_kw) else obs.aux_load_kw
-        limit = obs.import_cap_kw * (1.0 - self.st.cap_margin) if math.isfinite(obs.import_cap_kw) else math.inf
+        limit = self.st.aim_kw(obs.import_cap_kw)
         bess_now = self._bess_now(obs)
         max_discharge = obs.bess_max_discharge_kw if self._bess_usable(obs) else 0.0
         self.bess_kw = self._peak_shaving(obs, grid + bess_now, bess_now, limit)

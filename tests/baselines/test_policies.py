@@ -15,6 +15,7 @@ from hil.baselines import POLICIES, EqualShare, LeastLaxityFirst, PriorityShare,
 from hil.baselines.priority_share import PidFilter
 from hil.baselines.common import StationArrays, water_fill
 from station.config import StationConfig
+from station.control.decide import with_margin
 from station.control.observation import Observation
 from tests.baselines.stations import gun, station
 
@@ -90,6 +91,9 @@ def test_equal_share_budget_is_the_cap_less_margin_and_aux_in_ac_terms() -> None
     share_ac = (300.0 * 0.99 - 7.0) / 2
     np.testing.assert_allclose(d.gun_kw, [share_ac * 0.95, share_ac * 0.95, 0.0])
     assert d.grid_kw == pytest.approx(300.0 * 0.99)
+    # under a 100 kW dispatch cap the margin stays 1 % of the 300 kW connection: (100 - 3 - 7) / 2 each
+    d = EqualShare(cfg).decide(observe(cfg, cap=100.0, connected=(True, True, False), demand=(400.0, 400.0, 0.0)))
+    np.testing.assert_allclose(d.gun_kw, [45.0 * 0.95, 45.0 * 0.95, 0.0])
 
 
 def closed_loop(pol: object, cfg: StationConfig, seconds: int, *, demand: tuple[float, ...],
@@ -256,4 +260,4 @@ def test_capped_baselines_never_exceed_demand_or_the_budget_on_random_observatio
         assert np.all(d.gun_kw <= np.where(obs.connected, obs.demand_kw, 0.0) + 1e-9)
         assert np.all(d.gun_kw >= 0.0)
         if name != "priority-share":  # OpenEMS acts on the meter: it may overshoot a cap that just fell
-            assert d.grid_kw <= obs.import_cap_kw * (1 - 0.005) + 1e-6
+            assert d.grid_kw <= with_margin(cfg, obs.import_cap_kw) + 1e-6
