@@ -154,6 +154,8 @@ class ResponseMeter:
         """The ``dispatch/report`` payload (docs/schemas/mqtt/dispatch-report.json)."""
         a = self.asked
         duration = max(0.0, ended_at - self.applied_at)
+        tail = ended_at - self._last_t
+        unmeasured = self._unmeasured_s + (tail if tail > self._max_gap else 0.0)
         settle = None if self._settled_since is None else self._settled_since - self.applied_at
         asked_import = asked_export = None
         if a.target_kw is not None:
@@ -173,7 +175,7 @@ class ResponseMeter:
             "applied_at": self.applied_at,
             "ended_at": ended_at,
             "end_reason": end_reason,
-            "initial_kw": self.initial_kw,
+            "initial_kw": None if self.initial_kw is None else float(self.initial_kw),
             "change_needed": self.change_needed(),
             "time_to_first_change_s": self._first_change if self.change_needed() else None,
             "time_to_settle_s": settle,
@@ -187,7 +189,7 @@ class ResponseMeter:
             "energy_asked_export_kwh": asked_export,
             "energy_over_limit_kwh": self._over_kws / _KWS_PER_KWH,
             "samples": self.samples,
-            "unmeasured_s": self._unmeasured_s + (tail if (tail := ended_at - self._last_t) > self._max_gap else 0.0),
+            "unmeasured_s": unmeasured,
         }
 
 

@@ -138,7 +138,7 @@ def _setpoint(d: dict[str, Any], now: float) -> Setpoint | Rejection:
     raw_id = d.get("id")
     sid = raw_id if isinstance(raw_id, str) and _ID_RE.match(raw_id) else None
     raw_seq = d.get("seq")
-    seq = raw_seq if _is_int(raw_seq) and 0 <= raw_seq <= MAX_SEQ else None
+    seq = int(raw_seq) if _is_int(raw_seq) and 0 <= raw_seq <= MAX_SEQ else None
 
     def reject(reason: Reason, detail: str) -> Rejection:
         return Rejection(reason, detail, sid, seq)
@@ -200,6 +200,9 @@ def _setpoint(d: dict[str, Any], now: float) -> Setpoint | Rejection:
 
 
 def _is_int(value: Any) -> bool:
+    """An integer as JSON Schema counts them: 7 and 7.0 both (a number with no fractional part)."""
+    if isinstance(value, float):
+        return value.is_integer()
     return isinstance(value, int) and not isinstance(value, bool)
 
 
