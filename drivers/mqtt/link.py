@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 DispatchHandler = Callable[[bytes], Sequence[Mapping[str, Any]]]
 """Called with each ``dispatch/set`` payload; returns the ack payloads to publish (one per setpoint)."""
 
+_HEADER = frozenset(("seq", "historical", "replay"))  # stamped on by the outbox (drivers/mqtt/outbox.py)
 _LOOP_TIMEOUT_S = 0.1  # how long one network loop waits in select(): bounds the reaction to stop()
 _AGE_CHECK_S = 1.0  # the pump wakes at least this often to apply the outbox age bound
 _SHUTDOWN_FLUSH_S = 2.0  # how long a clean stop waits for the offline status to be acknowledged
@@ -210,6 +211,8 @@ class MqttLink:
         return self._enqueue(self.topics.dispatch_report, body, PRIORITY_EVENT)
 
     def _enqueue(self, topic: str, body: Mapping[str, Any], priority: int) -> bool:
+        if not _HEADER.isdisjoint(body):
+            raise ValueError(f"{sorted(_HEADER & body.keys())} are added by the outbox, not by the payload")
         with self._cv:
             if len(self._queue) >= self._max_queue:
                 self.stats.queue_full_drops += 1

@@ -164,7 +164,6 @@ class ResponseMeter:
         return {
             "v": PAYLOAD_VERSION,
             "id": setpoint["id"],
-            "seq": setpoint["seq"],
             "setpoint": setpoint,
             "asked": {
                 "import_limit_kw": a.import_limit_kw,

@@ -11,7 +11,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from drivers.mqtt.link import MqttLink
+from drivers.mqtt.outbox import Outbox
+from station import telemetry as payloads
 from station.config import MqttConfig, StationConfig, load_config
+from station.dispatch import DispatchManager
 from tests.conftest import REPO, free_tcp_port
 
 START_TIMEOUT_S = 20.0
@@ -31,11 +37,16 @@ WAIT_S = 20.0  # generous: the CI machine has 2 busy cores
 class Broker:
     """One mosquitto process. ``extra`` is appended to the listener config (TLS, ACL, ...)."""
 
-    def __init__(self, workdir: Path, *, extra: str = "", port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, extra: str = "", port: int | None = None,
+                 users: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.port = port or free_tcp_port()
         self.extra = extra
+        self.password_file = workdir / f"passwords-{self.port}"
         self.proc: subprocess.Popen[str] | None = None
+        if users:  # username/password auth; each user's password is "pw-<user>"
+            self.admit(*users)
+            self.extra = f"allow_anonymous false\npassword_file {self.password_file}\n" + extra
         self.log: list[str] = []
         self._ready = threading.Event()
 
@@ -73,6 +84,16 @@ class Broker:
             if " running" in line:
                 self._ready.set()
         self._ready.set()  # exited: start() reports the log
+
+    def admit(self, *users: str) -> None:
+        """Rewrite the password file to admit exactly ``users``; a running broker reloads it (SIGHUP)."""
+        self.password_file.unlink(missing_ok=True)
+        self.password_file.touch()
+        for user in users:
+            subprocess.run(["mosquitto_passwd", "-b", str(self.password_file), user, "pw-" + user], check=True)
+        if self.running():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes without closing anything cleanly (a crash or power cut)."""
@@ -126,6 +147,61 @@ def link_config(port: int, outbox_path: Path, **overrides: Any) -> MqttConfig:
     return MqttConfig.model_validate(data)
 
 
+class WallClock:
+    """The injected wall clock of the dispatch manager in link tests: real time plus a test offset, so
+    lease expiry is reached by moving the clock, not by waiting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@dataclass
+class Station:
+    """One in-process station: dispatch manager + MQTT link + outbox, the way the service wires them."""
+
+    link: MqttLink
+    manager: DispatchManager
+    clock: WallClock
+
+    def cycle(self) -> None:
+        """What the control cycle does for the link: publish dispatch events and reports."""
+        self.manager.limits_at(self.clock())
+        for e in self.manager.drain_events():
+            self.link.publish_event(payloads.dispatch_event(e))
+        for r in self.manager.drain_reports():
+            self.link.publish_report(r)
+
+
+@pytest.fixture
+def stations(tmp_path: Path, station_cfg: StationConfig) -> Iterator[Callable[..., Station]]:
+    made: list[Station] = []
+
+    def make(port: int, station_id: str = "st-1", *, verifier: Any = None, user: str | None = None,
+             on_committed: Callable[[list[int]], None] | None = None, **overrides: Any) -> Station:
+        if user is not None:  # a Broker(users=...) account: password "pw-<user>"
+            (tmp_path / f"{user}.pw").write_text("pw-" + user)
+            overrides.update(username=user, password_file=str(tmp_path / f"{user}.pw"))
+        cfg = link_config(port, tmp_path / f"outbox-{station_id}.sqlite", **overrides)
+        clock = WallClock()
+        manager = DispatchManager.from_config(station_cfg, verifier) if verifier else \
+            DispatchManager.from_config(station_cfg)
+        outbox = Outbox.from_config(cfg.outbox, clock=clock)
+        link = MqttLink(cfg, station_id, outbox, firmware="test-1.0", config_sha256="0" * 64,
+                        on_dispatch=lambda p: [a.to_payload() for a in manager.submit(p, clock())],
+                        on_committed=on_committed, wall_clock=clock)
+        st = Station(link, manager, clock)
+        made.append(st)
+        return st
+
+    yield make
+    for st in made:
+        st.link.stop()
+        st.link.outbox.close()
+
+
 @dataclass
 class Received:
     topic: str
@@ -145,14 +221,18 @@ class Probe:
     client_id: str
     protocol: int = mqtt.MQTTv5
     tls: Any = None  # an ssl.SSLContext
+    cv: threading.Condition | None = None  # shared by probes that are waited on together
+    user: str | None = None  # a Broker(users=...) account
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._cv = threading.Condition()
+        self._cv = self.cv or threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.protocol)
         if self.tls is not None:
             self.client.tls_set_context(self.tls)
         self.client.on_message = self._on_message
+        if self.user is not None:
+            self.client.username_pw_set(self.user, "pw-" + self.user)
         self.connack: Any = None
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -236,6 +316,47 @@ def probes() -> Iterator[Callable[..., Probe]]:
             p.close()
         except Exception:  # noqa: BLE001 - a probe whose broker was killed
             pass
+
+
+class Controller:
+    """A controller_proc.py child (link + outbox + telemetry every ``period_s``); ``committed`` lists the seqs
+    it reported durable, in order."""
+
+    def __init__(self, cfg_json: str, station_id: str, period_s: float = 0.02) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "mqtt" / "controller_proc.py"), cfg_json, station_id, str(period_s)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_repo(), cwd=REPO,
+        )
+        self.committed: list[int] = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("C "):
+                with self._cv:
+                    self.committed.extend(int(x) for x in line.split()[1:])
+                    self._cv.notify_all()
+        with self._cv:
+            self._cv.notify_all()
+
+    def wait_committed(self, n: int) -> None:
+        with self._cv:
+            ok = self._cv.wait_for(lambda: len(self.committed) >= n or self.proc.poll() is not None, WAIT_S)
+        stderr = "" if self.proc.poll() is None else (self.proc.stderr.read() if self.proc.stderr else "")
+        assert ok and len(self.committed) >= n, f"controller committed {len(self.committed)} < {n}\n{stderr}"
+
+    def sigkill(self) -> list[int]:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        with self._cv:
+            return list(self.committed)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
 
 def env_with_repo() -> dict[str, str]:

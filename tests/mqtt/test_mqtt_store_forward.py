@@ -23,85 +23,27 @@ is marked historical; the traffic after recovery is live again.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
-from tests.conftest import REPO
-from tests.mqtt.conftest import WAIT_S, Broker, Probe, env_with_repo, link_config
+from tests.mqtt.conftest import Broker, Controller, Probe, link_config
 
-PERIOD_S = 0.02
 STATION = "st-sf"
 TOPIC = f"stations/{STATION}/telemetry"
 
 
-class Controller:
-    """A controller_proc.py child; ``committed`` lists the seqs it reported durable, in order."""
-
-    def __init__(self, cfg_json: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "mqtt" / "controller_proc.py"), cfg_json, STATION, str(PERIOD_S)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_repo(), cwd=REPO,
-        )
-        self.committed: list[int] = []
-        self._cv = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("C "):
-                with self._cv:
-                    self.committed.extend(int(x) for x in line.split()[1:])
-                    self._cv.notify_all()
-        with self._cv:
-            self._cv.notify_all()
-
-    def wait_committed(self, n: int) -> None:
-        with self._cv:
-            ok = self._cv.wait_for(lambda: len(self.committed) >= n or self.proc.poll() is not None, WAIT_S)
-        stderr = "" if self.proc.poll() is None else (self.proc.stderr.read() if self.proc.stderr else "")
-        assert ok and len(self.committed) >= n, f"controller committed {len(self.committed)} < {n}\n{stderr}"
-
-    def sigkill(self) -> list[int]:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        with self._cv:
-            return list(self.committed)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
-def _passwords(path: Path, *users: str) -> None:
-    path.unlink(missing_ok=True)
-    for i, user in enumerate(users):
-        subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(path), user, "pw-" + user],
-                       check=True)
-
-
 def test_outbox_survives_broker_crash_and_controller_sigkill(tmp_path: Path, probes, broker_factory) -> None:  # noqa: ANN001
-    pwfile = tmp_path / "passwords"
-    _passwords(pwfile, "operator", STATION)
-    acl = f"allow_anonymous false\npassword_file {pwfile}\n"
-    broker: Broker = broker_factory(extra=acl).start()
+    broker: Broker = broker_factory(users=("operator", STATION)).start()
     (tmp_path / "st.pw").write_text("pw-" + STATION)
     cfg = link_config(broker.port, tmp_path / "outbox.sqlite", username=STATION,
                       password_file=str(tmp_path / "st.pw"))
 
     def subscriber(name: str) -> Probe:
-        p = probes(broker.port, name)
-        p.client.username_pw_set("operator", "pw-operator")
-        p.connect()
+        p = probes(broker.port, name, user="operator").connect()
         p.subscribe(TOPIC, 1)
         return p
 
     sub = subscriber("ingest-1")
-    a = Controller(cfg.model_dump_json())
+    a = Controller(cfg.model_dump_json(), STATION)
     b: Controller | None = None
     try:
         # 1. live traffic
@@ -113,15 +55,14 @@ def test_outbox_survives_broker_crash_and_controller_sigkill(tmp_path: Path, pro
         a.wait_committed(committed_before_outage + 40)
         # 3. A dies in the middle of the outage; B takes over the same outbox, still offline
         seqs_a = a.sigkill()
-        b = Controller(cfg.model_dump_json())
+        b = Controller(cfg.model_dump_json(), STATION)
         b.wait_committed(25)
         outage_seqs = set(seqs_a[committed_before_outage:]) | set(b.committed[:25])
         # 4. broker back, stations still shut out until the subscriber is in place
-        _passwords(pwfile, "operator")
+        broker.admit("operator")
         broker.start()
         sub2 = subscriber("ingest-2")
-        _passwords(pwfile, "operator", STATION)
-        broker.proc.send_signal(signal.SIGHUP)  # reload the password file: the station may come in
+        broker.admit("operator", STATION)  # SIGHUP: the broker reloads its password file
         # 5. B replays the backlog and goes live
         target = len(b.committed) + 25
         b.wait_committed(target)
