@@ -48,6 +48,7 @@ class Broker:
             self.admit(*users)
             self.extra = f"allow_anonymous false\npassword_file {self.password_file}\n" + extra
         self.log: list[str] = []
+        self._log_cv = threading.Condition()
         self._ready = threading.Event()
 
     def config_text(self) -> str:
@@ -80,10 +81,17 @@ class Broker:
     def _read_log(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            self.log.append(line.rstrip())
+            with self._log_cv:
+                self.log.append(line.rstrip())
+                self._log_cv.notify_all()
             if " running" in line:
                 self._ready.set()
         self._ready.set()  # exited: start() reports the log
+
+    def wait_log(self, text: str, timeout: float) -> bool:
+        """Wait until the broker logged a line containing ``text`` (e.g. a client id connecting)."""
+        with self._log_cv:
+            return self._log_cv.wait_for(lambda: any(text in line for line in self.log), timeout)
 
     def admit(self, *users: str) -> None:
         """Rewrite the password file to admit exactly ``users``; a running broker reloads it (SIGHUP)."""
