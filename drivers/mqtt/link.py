@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -59,7 +60,8 @@ DispatchHandler = Callable[[bytes], Sequence[Mapping[str, Any]]]
 _HEADER = frozenset(("seq", "historical", "replay"))  # stamped on by the outbox (drivers/mqtt/outbox.py)
 _LOOP_TIMEOUT_S = 0.1  # how long one network loop waits in select(): bounds the reaction to stop()
 _AGE_CHECK_S = 1.0  # the pump wakes at least this often to apply the outbox age bound
-_SHUTDOWN_FLUSH_S = 2.0  # how long a clean stop waits for the offline status to be acknowledged
+_SHUTDOWN_FLUSH_S = 2.0
+_OUTBOX_RETRY_S = 1.0  # wait after a failed outbox transaction  # how long a clean stop waits for the offline status to be acknowledged
 
 
 @dataclass
@@ -76,6 +78,8 @@ class LinkStats:
     replayed: int = 0  # outbox rows sent with replay=true
     queue_full_drops: int = 0
     handler_errors: int = 0
+    outbox_failures: int = 0  # failed outbox transactions (disk full, I/O error); retried
+    outbox_error: str = ""  # the last one, "" once writes work again
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +432,17 @@ class MqttLink:
             age_check = self._mono() >= next_age_check
             if age_check:
                 next_age_check = self._mono() + _AGE_CHECK_S
-            sent = self._commit(items, acked, cursor if room > 0 else None, room, conn, age_check or bool(items))
+            try:
+                sent = self._commit(items, acked, cursor if room > 0 else None, room, conn,
+                                    age_check or bool(items))
+            except sqlite3.Error as exc:  # disk full, I/O error: keep everything in memory and retry
+                self._outbox_failed(exc, items, acked, finished)
+                if finished:
+                    return
+                continue
+            if self.stats.outbox_error:
+                log.info("mqtt %s: outbox writable again", self.station_id)
+                self.stats.outbox_error = ""
             if sent.seqs and self._on_committed is not None:
                 self._on_committed(sent.seqs)
             now = self._wall()
@@ -440,6 +454,19 @@ class MqttLink:
                 self._send(conn, sent.rows, sent.hwm_before, sent.stored_max if len(sent.rows) < room else None)
             if finished:
                 return
+
+    def _outbox_failed(self, exc: sqlite3.Error, items: list[tuple[str, Mapping[str, Any], int]],
+                       acked: list[tuple[int, bool]], finished: bool) -> None:
+        """Put the batch back (the queue bound still applies to new messages) and wait before retrying."""
+        self.stats.outbox_failures += 1
+        if str(exc) != self.stats.outbox_error:
+            log.error("mqtt %s: outbox write failed (%s)%s", self.station_id, exc,
+                      ": %d queued messages lost at shutdown" % len(items) if finished else "; retrying")
+        self.stats.outbox_error = str(exc)
+        with self._cv:
+            self._queue.extendleft(reversed(items))
+            self._acked[:0] = acked
+            self._cv.wait(_OUTBOX_RETRY_S)
 
     def _can_send(self) -> bool:
         c = self._conn

@@ -21,6 +21,7 @@ claim of the next batch to send.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from station.config import OutboxConfig
+
+log = logging.getLogger(__name__)
 
 PRIORITY_TELEMETRY = 0  # dropped first when the outbox is full
 PRIORITY_EVENT = 1
@@ -100,6 +103,20 @@ class Outbox:
         self.max_bytes = max_bytes
         self._clock = clock
         self._lock = threading.Lock()
+        self.quarantined: Path | None = None  # where an unreadable outbox file was moved at open
+        try:
+            self._open(fsync)
+        except sqlite3.DatabaseError as exc:
+            # A corrupt file must not keep the station off the air: set it aside for analysis, start empty.
+            self._db.close()
+            self.quarantined = self.path.with_name(f"{self.path.name}.corrupt-{int(clock())}")
+            self.path.rename(self.quarantined)
+            for suffix in ("-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            log.error("outbox %s unreadable (%s): moved to %s, starting empty", self.path, exc, self.quarantined)
+            self._open(fsync)
+
+    def _open(self, fsync: bool) -> None:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: each commit is fsynced (survives power loss). NORMAL: survives a process crash, not power loss.

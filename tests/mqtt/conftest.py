@@ -35,13 +35,15 @@ WAIT_S = 20.0  # generous: the CI machine has 2 busy cores
 
 
 class Broker:
-    """One mosquitto process. ``extra`` is appended to the listener config (TLS, ACL, ...)."""
+    """One mosquitto process. ``extra`` is appended to a loopback listener config, or is the whole config
+    (``full_config``, listener included) with only the log and user lines added."""
 
     def __init__(self, workdir: Path, *, extra: str = "", port: int | None = None,
-                 users: tuple[str, ...] = ()) -> None:
+                 users: tuple[str, ...] = (), full_config: bool = False) -> None:
         self.workdir = workdir
         self.port = port or free_tcp_port()
         self.extra = extra
+        self.full_config = full_config
         self.password_file = workdir / f"passwords-{self.port}"
         self.proc: subprocess.Popen[str] | None = None
         if users:  # username/password auth; each user's password is "pw-<user>"
@@ -52,14 +54,19 @@ class Broker:
         self._ready = threading.Event()
 
     def config_text(self) -> str:
-        return "\n".join([
-            f"listener {self.port} 127.0.0.1",
+        common = [
             f"user {getpass.getuser()}",  # as root, mosquitto would otherwise drop to 'mosquitto'
             "log_dest stderr",
             "log_type error",
             "log_type warning",
             "log_type notice",
             "log_type information",
+        ]
+        if self.full_config:  # a complete config (e.g. config/mosquitto/mosquitto.conf, rewritten)
+            return "\n".join(common + [self.extra, ""])
+        return "\n".join([
+            f"listener {self.port} 127.0.0.1",
+            *common,
             "persistence false",
             "max_queued_messages 0",  # the tests' subscribers must never lose a queued QoS 1 message
             self.extra or "allow_anonymous true",

@@ -4,6 +4,7 @@ last will, clean shutdown, reconnect, replay marking after lost PUBACKs, MQTT 3.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -257,3 +258,47 @@ def test_outbox_age_drop_is_published_as_an_event(broker_factory, stations, prob
     check("events", dropped[0])
     telemetry = op.on("stations/st-1/telemetry")[0].json()
     assert telemetry["seq"] == 5 and telemetry["historical"] is True
+
+
+def test_outbox_write_failure_keeps_messages_in_memory_and_recovers(tmp_path: Path) -> None:
+    """SQLite 'database or disk is full' (a page cap stands in for a full disk): nothing is lost, the
+    failure is logged once, and the backlog is committed in order when space returns."""
+    cfg = link_config(1, tmp_path / "full.sqlite")  # port 1: offline, the pump still stores
+    committed: list[int] = []
+    cv = threading.Condition()
+
+    def on_committed(seqs: list[int]) -> None:
+        with cv:
+            committed.extend(seqs)
+            cv.notify_all()
+
+    link = MqttLink(cfg, "st-full", Outbox.from_config(cfg.outbox), on_committed=on_committed)
+    failed = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "outbox write failed" in record.getMessage():
+                failed.set()
+
+    watch = Watch()
+    logging.getLogger("drivers.mqtt.link").addHandler(watch)
+    db = link.outbox._db  # the cap is an SQLite pragma on the outbox's own connection
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count={pages}")
+    try:
+        link.start()
+        for i in range(30):
+            link.publish_event(payloads.event(float(i), "fault_cleared", n=i, pad="x" * 2000))
+        assert failed.wait(WAIT_S)
+        assert committed == [] and link.stats.outbox_failures >= 1
+        with link.outbox._lock:  # the pump uses the same connection
+            db.execute("PRAGMA max_page_count=1000000")
+        with cv:
+            assert cv.wait_for(lambda: len(committed) == 30, WAIT_S)
+    finally:
+        link.stop()
+        logging.getLogger("drivers.mqtt.link").removeHandler(watch)
+    with link.outbox.batch() as b:
+        rows = b.claim(0, 100)
+    assert [json.loads(r.body)["data"]["n"] for r in rows] == list(range(30))
+    assert link.stats.outbox_error == ""

@@ -107,3 +107,12 @@ def test_rejected_by_broker_is_counted(tmp_path: Path) -> None:
     with box.batch() as b:
         b.count_rejected(3)
     assert box.stats()["rejected_by_broker"] == 3
+
+
+def test_unreadable_outbox_is_set_aside_and_the_station_keeps_going(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    path.write_bytes(b"this is not a database, a flash cell flipped " * 100)
+    box = Outbox(path, clock=Clock(1_800_000_000.0))
+    assert box.quarantined == tmp_path / "o.sqlite.corrupt-1800000000"
+    assert box.quarantined.read_bytes().startswith(b"this is not a database")
+    assert box.append("t", body(1), PRIORITY_TELEMETRY) == 1
