@@ -69,6 +69,7 @@ class Broker:
             *common,
             "persistence false",
             "max_queued_messages 0",  # the tests' subscribers must never lose a queued QoS 1 message
+            "set_tcp_nodelay true",  # as config/mosquitto/mosquitto.conf: no Nagle delay on dispatch
             self.extra or "allow_anonymous true",
             "",
         ])
