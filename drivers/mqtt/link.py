@@ -24,6 +24,7 @@ it (``on_committed`` reports seqs; the window is one pump iteration, typically a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -129,6 +130,13 @@ def tls_context(tls: TlsConfig, base_dir: Path) -> ssl.SSLContext:
 
 
 class MqttLink:
+    """One station's connection to the operator's broker, with its outbox (see the module docstring).
+
+    ``on_dispatch`` answers ``dispatch/set`` messages (None: the station takes no dispatch and does not
+    subscribe). ``base_dir`` resolves relative key, certificate and password paths (the station file's
+    directory). ``on_committed`` is told the seqs of messages that became durable.
+    """
+
     def __init__(
         self,
         cfg: MqttConfig,
@@ -151,7 +159,6 @@ class MqttLink:
         self._on_dispatch = on_dispatch
         self._firmware = firmware
         self._config_sha256 = config_sha256
-        self._base_dir = base_dir
         self._wall = wall_clock
         self._mono = monotonic
         self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s, rng)
@@ -304,7 +311,9 @@ class MqttLink:
             self._failed(f"connection error: {exc}")
         finally:
             self._lost(conn)
-            client.disconnect()  # closes the socket if the broker has not already
+            if client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # the socket is still open
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    client.loop_write()  # sends DISCONNECT, then paho closes the socket
 
     def _say_goodbye(self, conn: _Connection) -> None:
         """Replace the retained status with ``shutdown`` and disconnect cleanly (no last will)."""
@@ -318,7 +327,12 @@ class MqttLink:
         conn.client.loop(_LOOP_TIMEOUT_S)
 
     def _failed(self, why: str) -> None:
+        """A connection attempt failed."""
         self.stats.connect_failures += 1
+        self._report(why)
+
+    def _report(self, why: str) -> None:
+        """Log a link problem once per distinct message (it repeats on every retry)."""
         if why != self.stats.last_error:
             log.warning("mqtt %s: %s", self.station_id, why)
         self.stats.last_error = why
@@ -370,7 +384,7 @@ class MqttLink:
     def _on_disconnect(self, client: mqtt.Client, conn: _Connection, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
         if conn.accepted and not self._stop.is_set():
-            self._failed(f"disconnected: {reason}")
+            self._report(f"disconnected: {reason}")
 
     def _on_message(self, client: mqtt.Client, conn: _Connection, msg: mqtt.MQTTMessage) -> None:
         if msg.topic != self.topics.dispatch_set or self._on_dispatch is None:
