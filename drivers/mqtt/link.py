@@ -391,7 +391,7 @@ class MqttLink:
             return
         self.stats.dispatch_received += 1
         try:
-            acks = self._on_dispatch(msg.payload)
+            acks = self._on_dispatch(bytes(msg.payload))
         except Exception:  # a bug in the handler must not kill the link
             self.stats.handler_errors += 1
             log.exception("dispatch handler failed")

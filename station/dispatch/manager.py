@@ -13,6 +13,10 @@ Rules (docs/mqtt.md, "Leases"):
   smoothly instead of stepping when a whole fleet's leases expire at once.
 - ``limits_at`` never returns an import limit above the site import cap or an export limit above
   ``grid.export_limit_kw``; targets are clamped into the returned limits.
+- The manager's time never runs backwards: callers on different threads read the wall clock at slightly
+  different moments, so a ``now`` a little older than one already seen is taken as the latest one. A
+  backward step larger than ``max_clock_skew_s`` is a clock fault: every lease is dropped (they were
+  placed on a time line that no longer holds), the station falls back, and the operator re-sends.
 
 The manager is sans-IO and thread-safe: the MQTT thread calls :meth:`submit`, the control cycle calls
 :meth:`limits_at` and :meth:`observe_grid_power`; every method takes ``now`` from the caller's clock.
@@ -127,6 +131,7 @@ class DispatchManager:
         self._last_seq = -1
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._last_sample: tuple[float, float] | None = None
+        self._now = float("-inf")  # the latest time seen (see the module docstring)
         self._events: list[DispatchEvent] = []
         self._reports: list[dict[str, Any]] = []
 
@@ -155,11 +160,11 @@ class DispatchManager:
             return acks
 
     def observe_grid_power(self, t: float, kw: float) -> None:
-        """A grid-meter sample (positive = import) for the dispatch evidence."""
+        """A grid-meter sample (positive = import) taken at ``t``, for the dispatch evidence. It does not
+        move the manager's time: a meter timestamp may lag the cycle's clock."""
         with self._lock:
-            self._advance(t)
             self._last_sample = (t, kw)
-            if self._meter is not None:
+            if self._meter is not None and self._active is not None and t < self._active.end:
                 self._meter.add(t, kw)
 
     # ------------------------------------------------------------------ output
@@ -168,16 +173,13 @@ class DispatchManager:
         """The grid limits in force at ``now`` (advances leases and the fallback ramp)."""
         with self._lock:
             self._advance(now)
+            now = self._now
             s, r = self.settings, self.settings.range
             if self._active is not None:
                 a = self._active.asked
                 return GridLimits(a.import_limit_kw, a.export_limit_kw, a.target_kw, a.ramp_kw_per_s,
                                   f"lease:{self._active.sp.id}", self._active.end)
-            imp, exp = s.fallback_import_kw, s.fallback_export_kw
-            if self._ramp is not None:
-                t0, imp0, exp0 = self._ramp
-                step = s.fallback_ramp_kw_per_s * max(0.0, now - t0)
-                imp, exp = move_toward(imp0, imp, step), move_toward(exp0, exp, step)
+            imp, exp = self._ramp_values(now)
             return GridLimits(min(imp, r.import_cap_kw), min(exp, r.export_cap_kw), None,
                               s.fallback_ramp_kw_per_s, "fallback", None)
 
@@ -335,6 +337,11 @@ class DispatchManager:
 
     def _advance(self, now: float) -> None:
         """Bring leases, the active lease, the fallback ramp, events and evidence up to ``now``."""
+        if now < self._now:
+            if self._now - now <= self.settings.max_clock_skew_s:
+                return  # another thread's slightly older reading: time stands still
+            self._clock_stepped_back(now)
+        self._now = now
         ended: _Lease | None = None
         while self._leases and self._leases[0].end <= now:
             lease = self._leases.pop(0)
@@ -344,10 +351,9 @@ class DispatchManager:
             else:
                 self._emit("dispatch_ended", lease.end, lease, reason="skipped")  # never seen by the cycle
         head = self._leases[0] if self._leases and self._leases[0].start <= now else None
-        if self._active is not None and head is not self._active:
-            # superseded at once (removed from the list), or the wall clock stepped back before its start
+        if self._active is not None and head is not self._active:  # superseded at once by a newer one
             gone = self._active
-            self._finish(gone, now, "superseded" if gone not in self._leases else "clock_stepped_back")
+            self._finish(gone, now, "superseded")
             ended = gone
         if head is not None and head is not self._active:
             self._start(head, now)
@@ -362,6 +368,29 @@ class DispatchManager:
                 self._ramp = None
                 self._events.append(DispatchEvent("dispatch_fallback_reached", done_at, {
                     "import_limit_kw": s.fallback_import_kw, "export_limit_kw": s.fallback_export_kw}))
+
+    def _ramp_values(self, now: float) -> tuple[float, float]:
+        """(import, export) caps of the fallback profile at ``now``, on the way from the last lease."""
+        s = self.settings
+        if self._ramp is None:
+            return s.fallback_import_kw, s.fallback_export_kw
+        t0, imp0, exp0 = self._ramp
+        step = s.fallback_ramp_kw_per_s * max(0.0, now - t0)
+        return move_toward(imp0, s.fallback_import_kw, step), move_toward(exp0, s.fallback_export_kw, step)
+
+    def _clock_stepped_back(self, now: float) -> None:
+        """The wall clock jumped back: drop every lease, fall back from where the active one held the grid."""
+        active = self._active
+        for lease in self._leases:
+            if lease is active:
+                self._finish(lease, now, "clock_stepped_back")
+            else:
+                self._emit("dispatch_ended", now, lease, reason="clock_stepped_back")
+        self._leases = []
+        if active is not None:
+            self._begin_fallback(active, now)
+        elif self._ramp is not None:  # continue a fallback ramp from where it had got to
+            self._ramp = (now, *self._ramp_values(self._now))
 
     def _start(self, lease: _Lease, now: float) -> None:
         self._active = lease

@@ -137,7 +137,7 @@ def parse_message(
 def _setpoint(d: dict[str, Any], now: float) -> Setpoint | Rejection:
     raw_id = d.get("id")
     sid = raw_id if isinstance(raw_id, str) and _ID_RE.match(raw_id) else None
-    raw_seq = d.get("seq")
+    raw_seq: Any = d.get("seq")
     seq = int(raw_seq) if _is_int(raw_seq) and 0 <= raw_seq <= MAX_SEQ else None
 
     def reject(reason: Reason, detail: str) -> Rejection:

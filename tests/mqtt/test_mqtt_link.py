@@ -19,7 +19,6 @@ import paho.mqtt.client as mqtt
 from drivers.mqtt.link import MqttLink
 from drivers.mqtt.outbox import Outbox
 from station import telemetry as payloads
-from station.dispatch import GridLimits
 from tests.conftest import REPO
 from tests.mqtt.conftest import WAIT_S, Broker, Controller, Station, link_config
 from tests.mqtt.setpoints import encode, setpoint
