@@ -338,9 +338,16 @@ class StationConfig(Section):
 
     def module_gun_matrix(self) -> list[list[bool]]:
         """allowed[m][g]: module m can be switched to gun g (union of every matrix block)."""
-        gun_index = {gid: i for i, gid in enumerate(self.gun_ids())}
-        module_index = {(c.id, n): i for i, (c, n) in enumerate(self.modules())}
-        allowed = [[False] * len(gun_index) for _ in module_index]
+        gun_ids = self.gun_ids()
+        modules = self.modules()
+        # sized by position, not by id: a duplicate id is reported by cross_check, not a crash here
+        gun_index: dict[str, int] = {}
+        for i, gid in enumerate(gun_ids):
+            gun_index.setdefault(gid, i)
+        module_index: dict[tuple[str, int], int] = {}
+        for i, (c, n) in enumerate(modules):
+            module_index.setdefault((c.id, n), i)
+        allowed = [[False] * len(gun_ids) for _ in modules]
         for block in self.switch_matrix:
             for n in parse_module_ranges(block.modules):
                 m = module_index.get((block.cabinet, n))
@@ -453,6 +460,11 @@ def _rule_from_error(err: dict[str, Any]) -> str:
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"][0].lower() + err["msg"][1:]
+
+
+def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
+    """Every error of a pydantic validation as key path + rule (shared by all YAML/JSON inputs)."""
+    return [ConfigIssue(_loc_to_path(e["loc"]), _rule_from_error(e)) for e in exc.errors()]
 
 
 # --------------------------------------------------------------------------- cross-checks
@@ -640,8 +652,7 @@ def validate_config(data: Any, source: str = "") -> tuple[StationConfig | None, 
     try:
         cfg = StationConfig.model_validate(data)
     except ValidationError as exc:
-        issues = [ConfigIssue(_loc_to_path(e["loc"]), _rule_from_error(e)) for e in exc.errors()]
-        return None, issues
+        return None, issues_from_validation_error(exc)
     return cfg, cross_check(cfg)
 
 

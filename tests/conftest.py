@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI runs a fixed, deterministic sample; `HYPOTHESIS_PROFILE=deep pytest` explores far more, at random.
+settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile(
+    "deep", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -1,0 +1,624 @@
+"""The allocation decision compiled with Numba: the same decision as ``reference.py``, fast.
+
+Read ``reference.py`` for *what* is decided; this file mirrors it step by step with the same names and
+the same tie-breaking, so the two can be compared on random stations (tests/allocate). Differences are
+only in how: packed arrays (``layout.py``), no Python objects, incremental bookkeeping in the module
+assignment instead of rescans.
+
+``nogil=True`` lets the control thread run it while asyncio drivers do I/O; ``cache=True`` keeps the
+compiled code across restarts (the cache directory is set up in ``station.allocate.jit`` before Numba is
+imported).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from station.allocate.jit import njit
+from station.allocate.layout import (
+    G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
+    G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GUN,
+    M_IMAX, M_RATED, M_SURPLUS_S, M_VMAX, M_VMIN, MO_DRAINING, MO_GUN, MO_SURPLUS_S, S_AUX,
+    S_BESS_AVAILABLE, S_CAPACITY, S_CHARGE_MIN, S_CL_MARGIN, S_CL_SETTLE, S_CL_TOL, S_DT, S_ETA_CHARGE,
+    S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID, S_MAX_CHARGE,
+    S_MAX_DISCHARGE, S_MOD_HOLD, S_MOD_IDLE_A, S_MOD_MARGIN, S_RAMP, S_RESERVE, S_SOC, S_SOC_MAX,
+    S_SOC_MIN, S_SOC_TARGET, S_SUPPORT_MAX, S_TARGET, SO_BESS, SO_FLAGS, SO_GRID, SO_SHORTFALL,
+    SO_UNSERVED,
+)
+
+EPS = 1e-9
+TOL = 1e-6
+
+# BoundBy codes (model.BoundBy)
+VEHICLE, GUN, MODULES, GRID, RAMP, PRIORITY = 0, 1, 2, 3, 4, 5
+# Flag bits (model.Flag)
+F_GRID_OVER_CAP, F_RAMP_LIMITED, F_TRACKING_SHORTFALL, F_BESS_SUPPORT, F_V2G_ACTIVE, F_TRACKING = 1, 2, 4, 8, 16, 32
+
+
+@njit
+def ac_kw(p, eff):
+    return p / eff if p >= 0.0 else p * eff
+
+
+@njit
+def module_kw_at(mod_in, m, voltage_v):
+    if math.isnan(voltage_v):
+        return mod_in[m, M_RATED]
+    if voltage_v < mod_in[m, M_VMIN] or voltage_v > mod_in[m, M_VMAX]:
+        return 0.0
+    return min(mod_in[m, M_RATED], mod_in[m, M_IMAX] * voltage_v / 1000.0)
+
+
+@njit
+def fill_up(members, count, upper, eff, budget, p):
+    """Water-fill ``budget`` over members[:count] charging in [0, upper]; returns what is left."""
+    need = 0.0
+    for k in range(count):
+        g = members[k]
+        need += upper[g] / eff[g]
+    if need <= budget + EPS:
+        for k in range(count):
+            g = members[k]
+            p[g] = upper[g]
+        return budget - need
+    remaining = max(budget, 0.0)
+    weight = 0.0
+    keys = np.empty(count)
+    for k in range(count):
+        g = members[k]
+        weight += 1.0 / eff[g]
+        keys[k] = upper[g]
+    order = np.argsort(keys, kind="mergesort")  # members are in index order: ties break by index
+    level = 0.0
+    k = 0
+    while k < count:
+        level = remaining / weight if weight > 0.0 else 0.0
+        g = members[order[k]]
+        if upper[g] > level:
+            break
+        p[g] = upper[g]
+        remaining -= upper[g] / eff[g]
+        weight -= 1.0 / eff[g]
+        k += 1
+    while k < count:
+        p[members[order[k]]] = level
+        k += 1
+    return 0.0
+
+
+@njit
+def fill_down(members, count, depth, eff, produce, p):
+    """Discharge members[:count] (each down to depth) to put ``produce`` AC kW on the bus, max-min fair."""
+    can = 0.0
+    for k in range(count):
+        g = members[k]
+        can += depth[g] * eff[g]
+    if can <= produce + EPS:
+        for k in range(count):
+            g = members[k]
+            p[g] = -depth[g]
+        return produce - can
+    remaining = max(produce, 0.0)
+    weight = 0.0
+    keys = np.empty(count)
+    for k in range(count):
+        g = members[k]
+        weight += eff[g]
+        keys[k] = depth[g]
+    order = np.argsort(keys, kind="mergesort")
+    level = 0.0
+    k = 0
+    while k < count:
+        level = remaining / weight if weight > 0.0 else 0.0
+        g = members[order[k]]
+        if depth[g] > level:
+            break
+        p[g] = -depth[g]
+        remaining -= depth[g] * eff[g]
+        weight -= eff[g]
+        k += 1
+    while k < count:
+        p[members[order[k]]] = -level
+        k += 1
+    return 0.0
+
+
+@njit
+def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p, members):
+    """Serve classes in order (cls_order lists guns sorted by priority, grouped by cls_start), only guns
+    with select[g]; returns (left, marginal priority or -1)."""
+    for c in range(n_cls):
+        count = 0
+        for k in range(cls_start[c], cls_start[c + 1]):
+            g = cls_order[k]
+            if select[g]:
+                members[count] = g
+                count += 1
+        if count == 0:
+            continue
+        left = fill_up(members, count, upper, eff, budget, p)
+        short = 0.0
+        for k in range(count):
+            short += upper[members[k]] - p[members[k]]
+        if left <= EPS and short > EPS:
+            return 0.0, c
+        budget = left
+    return budget, -1
+
+
+@njit
+def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce, p, members):
+    """Discharge the lowest class first (fair within a class), as far as the offers go."""
+    for c in range(n_cls - 1, -1, -1):
+        count = 0
+        for k in range(cls_start[c], cls_start[c + 1]):
+            g = cls_order[k]
+            if select[g]:
+                members[count] = g
+                count += 1
+        if count == 0:
+            continue
+        produce = fill_down(members, count, depth, eff, produce, p)
+        if produce <= EPS:
+            return
+
+
+@njit
+def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members):
+    """Mirror of reference.decide_power. Returns (bess, grid, shortfall, flags, marginal class index
+    or -1, budget bound code)."""
+    n = upper.shape[0]
+    for g in range(n):
+        p[g] = 0.0
+    flags = 0
+    marginal = -1
+    budget_bound = GRID
+    h = st[S_DT] / 3600.0
+    aux = st[S_AUX]
+    cap = st[S_IMPORT_CAP]
+    export = st[S_EXPORT_CAP]
+    soc = st[S_SOC]
+    capkwh = st[S_CAPACITY]
+    if st[S_BESS_AVAILABLE] > 0.5 and capkwh > 0.0:
+        ch = max(0.0, min(st[S_MAX_CHARGE], (st[S_SOC_MAX] - soc) * capkwh / (st[S_ETA_CHARGE] * h)))
+        dis_dispatch = max(0.0, min(st[S_MAX_DISCHARGE], (soc - st[S_SOC_MIN]) * capkwh * st[S_ETA_DISCHARGE] / h))
+        support_max = st[S_MAX_DISCHARGE] if math.isnan(st[S_SUPPORT_MAX]) else st[S_SUPPORT_MAX]
+        dis_support = max(
+            0.0, min(support_max, dis_dispatch, (soc - st[S_RESERVE]) * capkwh * st[S_ETA_DISCHARGE] / h)
+        )
+        soc_target = st[S_SOC_MAX] if math.isnan(st[S_SOC_TARGET]) else min(st[S_SOC_TARGET], st[S_SOC_MAX])
+        ch_target = max(0.0, min(ch, (soc_target - soc) * capkwh / (st[S_ETA_CHARGE] * h)))
+        forced = min(max(st[S_CHARGE_MIN], 0.0), ch)
+    else:
+        ch = 0.0
+        dis_dispatch = 0.0
+        dis_support = 0.0
+        ch_target = 0.0
+        forced = 0.0
+
+    ramp = st[S_RAMP]
+    last = st[S_LAST_GRID]
+    dt = st[S_DT]
+    ramped = not (math.isnan(ramp) or ramp <= 0.0 or math.isnan(last))
+    hi = min(cap, max(last + ramp * dt, -export)) if ramped else cap
+    lo_soft = max(-export, min(last - ramp * dt, cap)) if ramped else -math.inf
+    if ramped and hi < cap - EPS:
+        budget_bound = RAMP
+
+    flexible = np.empty(n, dtype=np.bool_)
+    firm = np.empty(n, dtype=np.bool_)
+    everyone = np.ones(n, dtype=np.bool_)
+    depth = np.empty(n)
+    for g in range(n):
+        flexible[g] = lower[g] < -EPS
+        firm[g] = not flexible[g]
+        depth[g] = -lower[g]
+
+    bess = 0.0
+    shortfall = 0.0
+    target = st[S_TARGET]
+    hold = math.nan
+    if math.isnan(target):
+        if forced > 0.0 and hi - aux - forced < 0.0:
+            forced = max(0.0, hi - aux)
+        support = dis_support if forced <= 0.0 else 0.0
+        budget = hi - aux - forced + support
+        if budget < -EPS:
+            hold = hi
+        else:
+            left, marginal = fill_up_by_class(cls_order, cls_start, n_cls, everyone, upper, eff, budget, p, members)
+            vehicles = 0.0
+            for g in range(n):
+                vehicles += ac_kw(p[g], eff[g])
+            need = vehicles + aux - hi
+            if need > EPS:
+                bess = min(need, support)
+                flags |= F_BESS_SUPPORT
+            else:
+                headroom = -need
+                charge = max(forced, min(ch_target, headroom))
+                if ramped:
+                    charge = max(charge, min(lo_soft - (vehicles + aux), ch, headroom))
+                bess = -min(charge, ch)
+    if not (math.isnan(target) and math.isnan(hold)):
+        if math.isnan(hold):
+            flags |= F_TRACKING
+            if ramped:
+                want = min(max(target, last - ramp * dt), last + ramp * dt)
+            else:
+                want = target
+            want = min(max(want, -export), cap)
+        else:
+            want = hold
+        full = 0.0
+        firm_full = 0.0
+        flex_min = 0.0
+        for g in range(n):
+            full += ac_kw(upper[g], eff[g])
+            if firm[g]:
+                firm_full += ac_kw(upper[g], eff[g])
+            else:
+                flex_min += ac_kw(lower[g], eff[g])
+        g_max = full + aux + ch
+        g_min = flex_min + aux - dis_dispatch
+        goal = min(max(want, g_min), g_max)
+        if math.isnan(hold):
+            shortfall = abs(want - goal)
+            if shortfall > TOL:
+                flags |= F_TRACKING_SHORTFALL
+        x = goal - aux
+        if x + dis_dispatch >= full - EPS:
+            for g in range(n):
+                p[g] = upper[g]
+            bess = full - x
+        else:
+            bess = dis_dispatch
+            vb = x + dis_dispatch
+            if vb - firm_full >= flex_min - EPS:
+                for g in range(n):
+                    if firm[g]:
+                        p[g] = upper[g]
+                fb = vb - firm_full
+                if fb >= 0.0:
+                    left, marginal = fill_up_by_class(
+                        cls_order, cls_start, n_cls, flexible, upper, eff, fb, p, members
+                    )
+                else:
+                    fill_down_by_class(cls_order, cls_start, n_cls, flexible, depth, eff, -fb, p, members)
+            else:
+                for g in range(n):
+                    if flexible[g]:
+                        p[g] = lower[g]
+                left, marginal = fill_up_by_class(
+                    cls_order, cls_start, n_cls, firm, upper, eff, vb - flex_min, p, members
+                )
+        if math.isnan(hold) or hold >= cap - EPS:
+            budget_bound = GRID
+    bess = min(max(bess, -ch), dis_dispatch)
+    grid = aux - bess
+    v2g = False
+    for g in range(n):
+        grid += ac_kw(p[g], eff[g])
+        if p[g] < -EPS:
+            v2g = True
+    if grid > cap + TOL:
+        flags |= F_GRID_OVER_CAP
+    if v2g:
+        flags |= F_V2G_ACTIVE
+    return bess, grid, shortfall, flags, marginal, budget_bound
+
+
+@njit
+def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, need, mod_gun, draining, surplus_s):
+    """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and returns each
+    gun's usable capacity."""
+    n = gun_in.shape[0]
+    nm = mod_in.shape[0]
+    dt = st[S_DT]
+    hold = st[S_MOD_HOLD]
+    margin = st[S_MOD_MARGIN]
+    idle_a = st[S_MOD_IDLE_A]
+    available = np.empty(nm, dtype=np.bool_)
+    idle = np.empty(nm, dtype=np.bool_)
+    for m in range(nm):
+        available[m] = mod_in[m, M_AVAILABLE] > 0.5
+        idle[m] = abs(mod_in[m, M_CURRENT]) < idle_a
+
+    # a) finish drains; a faulted module leaves its gun like a drained one
+    for m in range(nm):
+        if mod_gun[m] >= 0 and not available[m]:
+            draining[m] = True
+        if draining[m] and idle[m]:
+            mod_gun[m] = -1
+            draining[m] = False
+            surplus_s[m] = 0.0
+        if mod_gun[m] < 0:
+            draining[m] = False
+            surplus_s[m] = 0.0
+
+    have = np.zeros(n)
+    for m in range(nm):
+        g = mod_gun[m]
+        if g >= 0 and not draining[m] and available[m]:
+            have[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+    short = np.empty(n, dtype=np.bool_)
+    for g in range(n):
+        short[g] = have[g] < need[g] - EPS
+    for m in range(nm):
+        g = mod_gun[m]
+        if draining[m] and available[m] and g >= 0 and have[g] < need[g] - EPS:
+            waited = False
+            for k in range(mod_ptr[m], mod_ptr[m + 1]):
+                h = mod_guns[k]
+                if h != g and short[h]:
+                    waited = True
+                    break
+            if not waited:
+                draining[m] = False
+                have[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+
+    # b) surplus (highest module index first within each gun)
+    surplus = np.zeros(nm, dtype=np.bool_)
+    left = have.copy()
+    for m in range(nm - 1, -1, -1):
+        g = mod_gun[m]
+        if g >= 0 and not draining[m]:
+            k = module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+            if left[g] - k >= need[g] + margin - EPS:
+                surplus[m] = True
+                left[g] -= k
+    for m in range(nm):
+        if surplus[m]:
+            surplus_s[m] += dt
+            if surplus_s[m] >= hold - EPS:
+                draining[m] = True
+                g = mod_gun[m]
+                have[g] -= module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+                surplus[m] = False
+        elif mod_gun[m] >= 0:
+            surplus_s[m] = 0.0
+
+    # c) free modules to short guns: highest class, then least capacity, then index
+    free_count = np.zeros(n, dtype=np.int64)
+    for m in range(nm):
+        if mod_gun[m] < 0 and available[m] and idle[m]:
+            for k in range(mod_ptr[m], mod_ptr[m + 1]):
+                h = mod_guns[k]
+                if module_kw_at(mod_in, m, gun_in[h, G_VOLTAGE]) > 0.0:
+                    free_count[h] += 1
+    while True:
+        best = -1
+        for g in range(n):
+            if free_count[g] > 0 and have[g] < need[g] - EPS:
+                if best < 0:
+                    best = g
+                else:
+                    pg = gun_in[g, G_PRIORITY]
+                    pb = gun_in[best, G_PRIORITY]
+                    if pg < pb or (pg == pb and have[g] < have[best]):
+                        best = g
+        if best < 0:
+            break
+        g = best
+        pick = -1
+        pick_deg = 0
+        for k in range(gun_ptr[g], gun_ptr[g + 1]):
+            m = gun_mods[k]
+            if mod_gun[m] < 0 and available[m] and idle[m] and module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE]) > 0.0:
+                deg = mod_ptr[m + 1] - mod_ptr[m]
+                if pick < 0 or deg < pick_deg or (deg == pick_deg and m < pick):
+                    pick = m
+                    pick_deg = deg
+        mod_gun[pick] = g
+        surplus_s[pick] = 0.0
+        have[g] += module_kw_at(mod_in, pick, gun_in[g, G_VOLTAGE])
+        for k in range(mod_ptr[pick], mod_ptr[pick + 1]):
+            h = mod_guns[k]
+            if module_kw_at(mod_in, pick, gun_in[h, G_VOLTAGE]) > 0.0:
+                free_count[h] -= 1
+
+    # d) still short: drain from someone who can spare (in rank order of the short guns)
+    n_short = 0
+    order = np.empty(n, dtype=np.int64)
+    for g in range(n):
+        if have[g] < need[g] - EPS:
+            order[n_short] = g
+            n_short += 1
+    # insertion sort by (priority, have, index): few guns are short at once
+    for i in range(1, n_short):
+        g = order[i]
+        j = i - 1
+        while j >= 0:
+            o = order[j]
+            po = gun_in[o, G_PRIORITY]
+            pg = gun_in[g, G_PRIORITY]
+            if po > pg or (po == pg and (have[o] > have[g] or (have[o] == have[g] and o > g))):
+                order[j + 1] = o
+                j -= 1
+            else:
+                break
+        order[j + 1] = g
+    for i in range(n_short):
+        g = order[i]
+        vg = gun_in[g, G_VOLTAGE]
+        pending = 0.0
+        for k in range(gun_ptr[g], gun_ptr[g + 1]):
+            m = gun_mods[k]
+            if draining[m] and available[m]:
+                pending += module_kw_at(mod_in, m, vg)
+        deficit = need[g] - have[g] - pending
+        incoming = pending
+        while deficit > EPS:
+            best_m = -1
+            best_cat = 0
+            best_have = 0.0
+            for k in range(gun_ptr[g], gun_ptr[g + 1]):
+                m = gun_mods[k]
+                h = mod_gun[m]
+                if h < 0 or h == g or draining[m] or not available[m]:
+                    continue
+                kg = module_kw_at(mod_in, m, vg)
+                if kg <= 0.0:
+                    continue
+                kh = module_kw_at(mod_in, m, gun_in[h, G_VOLTAGE])
+                ph = gun_in[h, G_PRIORITY]
+                pg = gun_in[g, G_PRIORITY]
+                if surplus[m] or have[h] - kh >= need[h] - EPS:
+                    cat = 0
+                elif ph > pg:
+                    cat = 1
+                elif ph == pg and have[h] - kh >= have[g] + incoming + kg - EPS:
+                    cat = 2
+                else:
+                    continue
+                if (
+                    best_m < 0
+                    or cat < best_cat
+                    or (cat == best_cat and (have[h] > best_have or (have[h] == best_have and m > best_m)))
+                ):
+                    best_m = m
+                    best_cat = cat
+                    best_have = have[h]
+            if best_m < 0:
+                break
+            h = mod_gun[best_m]
+            draining[best_m] = True
+            surplus_s[best_m] = 0.0
+            have[h] -= module_kw_at(mod_in, best_m, gun_in[h, G_VOLTAGE])
+            deficit -= module_kw_at(mod_in, best_m, vg)
+            incoming += module_kw_at(mod_in, best_m, vg)
+
+    cap = np.zeros(n)
+    for m in range(nm):
+        g = mod_gun[m]
+        if g >= 0 and not draining[m] and available[m]:
+            cap[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+    return cap
+
+
+@njit
+def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, st_out, gun_out, mod_out):
+    """One cycle's decision. Inputs and outputs as laid out in layout.py."""
+    n = gun_in.shape[0]
+    dt = st[S_DT]
+    eff = np.empty(n)
+    upper = np.empty(n)
+    lower = np.empty(n)
+    why = np.empty(n, dtype=np.int64)
+    for g in range(n):
+        eff[g] = gun_in[g, G_EFF]
+        veh = min(gun_in[g, G_DEMAND], gun_in[g, G_VEHICLE_MAX])
+        if veh <= gun_in[g, G_GUN_MAX]:
+            u = veh
+            w = VEHICLE
+        else:
+            u = gun_in[g, G_GUN_MAX]
+            w = GUN
+        u = max(u, 0.0)
+        # closed loop (reference.closed_loop)
+        s = gun_in[g, G_UNDER_S]
+        dcap = gun_in[g, G_DRAW_CAP]
+        meas = gun_in[g, G_MEASURED]
+        prev = gun_in[g, G_PREV_ALLOC]
+        if not (math.isnan(meas) or math.isnan(prev) or prev <= 0.0):
+            if meas < prev - st[S_CL_TOL]:
+                s += dt
+                if s >= st[S_CL_SETTLE] - EPS:
+                    dcap = max(meas, 0.0) + st[S_CL_MARGIN]
+            else:
+                s = 0.0
+                dcap += st[S_CL_MARGIN]
+            if dcap >= min(gun_in[g, G_DEMAND], gun_in[g, G_VEHICLE_MAX], gun_in[g, G_GUN_MAX]):
+                dcap = math.inf
+        if dcap < u:
+            u = dcap
+            w = VEHICLE
+        upper[g] = u
+        why[g] = w
+        lower[g] = -max(0.0, min(gun_in[g, G_V2G], gun_in[g, G_GUN_MAX]))
+        gun_out[g, GO_UNDER_S] = s
+        gun_out[g, GO_DRAW_CAP] = dcap
+
+    # classes: guns sorted by priority (stable: index order inside a class)
+    cls_order = np.argsort(gun_in[:, G_PRIORITY], kind="mergesort")
+    cls_start = np.empty(n + 1, dtype=np.int64)
+    n_cls = 0
+    for k in range(n):
+        if k == 0 or gun_in[cls_order[k], G_PRIORITY] != gun_in[cls_order[k - 1], G_PRIORITY]:
+            cls_start[n_cls] = k
+            n_cls += 1
+    cls_start[n_cls] = n
+    members = np.empty(n, dtype=np.int64)
+    p = np.empty(n)
+
+    cap = np.full(n, math.inf)
+    nm = mod_in.shape[0]
+    if st[S_HAS_MODULES] > 0.5:
+        reach = np.zeros(n)
+        for m in range(nm):
+            if mod_in[m, M_AVAILABLE] > 0.5:
+                for k in range(mod_ptr[m], mod_ptr[m + 1]):
+                    g = mod_guns[k]
+                    reach[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+        up_r = np.empty(n)
+        lo_r = np.empty(n)
+        for g in range(n):
+            up_r[g] = min(upper[g], reach[g])
+            lo_r[g] = max(lower[g], -reach[g])
+        decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members)
+        need = np.empty(n)
+        for g in range(n):
+            need[g] = abs(p[g])
+        mod_gun = np.empty(nm, dtype=np.int64)
+        draining = np.empty(nm, dtype=np.bool_)
+        surplus_s = np.empty(nm)
+        for m in range(nm):
+            mod_gun[m] = int(mod_in[m, M_GUN])
+            draining[m] = mod_in[m, M_DRAINING] > 0.5
+            surplus_s[m] = mod_in[m, M_SURPLUS_S]
+        cap = assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, need, mod_gun, draining, surplus_s)
+        for m in range(nm):
+            mod_out[m, MO_GUN] = mod_gun[m]
+            mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0
+            mod_out[m, MO_SURPLUS_S] = surplus_s[m]
+
+    up = np.empty(n)
+    lo = np.empty(n)
+    for g in range(n):
+        up[g] = min(upper[g], cap[g])
+        lo[g] = max(lower[g], -cap[g])
+    bess, grid, shortfall, flags, marginal, budget_bound = decide_power(
+        st, up, lo, eff, cls_order, cls_start, n_cls, p, members
+    )
+    marginal_priority = gun_in[cls_order[cls_start[marginal]], G_PRIORITY] if marginal >= 0 else math.inf
+    unserved = 0.0
+    for g in range(n):
+        pg = p[g]
+        if pg < -EPS:
+            if pg <= lower[g] + TOL:
+                b = VEHICLE
+            elif pg <= lo[g] + TOL:
+                b = MODULES
+            else:
+                b = GRID
+        elif pg >= upper[g] - TOL:
+            b = why[g]
+        elif pg >= up[g] - TOL:
+            b = MODULES
+        elif gun_in[g, G_PRIORITY] > marginal_priority:
+            b = PRIORITY
+        else:
+            b = budget_bound
+        if b == RAMP:
+            flags |= F_RAMP_LIMITED
+        gun_out[g, GO_POWER] = pg
+        gun_out[g, GO_BOUND] = b
+        gun_out[g, GO_MODULE_CAP] = cap[g]
+        unserved += max(0.0, gun_in[g, G_DEMAND] - max(pg, 0.0))
+    st_out[SO_BESS] = bess
+    st_out[SO_GRID] = grid
+    st_out[SO_UNSERVED] = unserved
+    st_out[SO_SHORTFALL] = shortfall
+    st_out[SO_FLAGS] = flags

@@ -1,0 +1,85 @@
+"""Column layout of the packed arrays the Numba kernel reads and writes.
+
+Numba charges ~0.1 us per array argument at each call, so the kernel takes a handful of 2-D float
+arrays instead of dozens of vectors. Integers (priorities, gun indices, flags) are stored as floats;
+they are small and exact. This module is the one place that names the columns: the kernel and
+``packing.py`` both import it.
+"""
+
+# per gun, inputs (gun_in[g, col])
+G_DEMAND = 0
+G_VEHICLE_MAX = 1
+G_GUN_MAX = 2
+G_V2G = 3
+G_PRIORITY = 4
+G_VOLTAGE = 5
+G_EFF = 6
+G_MEASURED = 7
+G_PREV_ALLOC = 8
+G_UNDER_S = 9
+G_DRAW_CAP = 10
+G_IN_COLS = 11
+
+# per gun, outputs (gun_out[g, col])
+GO_POWER = 0
+GO_BOUND = 1
+GO_MODULE_CAP = 2
+GO_UNDER_S = 3
+GO_DRAW_CAP = 4
+GO_COLS = 5
+
+# per module, inputs (mod_in[m, col])
+M_RATED = 0
+M_IMAX = 1
+M_VMIN = 2
+M_VMAX = 3
+M_AVAILABLE = 4
+M_GUN = 5
+M_CURRENT = 6
+M_DRAINING = 7
+M_SURPLUS_S = 8
+M_IN_COLS = 9
+
+# per module, outputs (mod_out[m, col])
+MO_GUN = 0
+MO_DRAINING = 1
+MO_SURPLUS_S = 2
+MO_COLS = 3
+
+# station scalars, inputs (st_in[i])
+S_DT = 0
+S_IMPORT_CAP = 1
+S_EXPORT_CAP = 2
+S_TARGET = 3
+S_RAMP = 4
+S_LAST_GRID = 5
+S_AUX = 6
+S_BESS_AVAILABLE = 7
+S_SOC = 8
+S_CAPACITY = 9
+S_SOC_MIN = 10
+S_SOC_MAX = 11
+S_RESERVE = 12
+S_MAX_CHARGE = 13
+S_MAX_DISCHARGE = 14
+S_ETA_CHARGE = 15
+S_ETA_DISCHARGE = 16
+S_SOC_TARGET = 17
+S_SUPPORT_MAX = 18
+S_CHARGE_MIN = 19
+S_CL_SETTLE = 20
+S_CL_MARGIN = 21
+S_CL_TOL = 22
+S_MOD_HOLD = 23
+S_MOD_MARGIN = 24
+S_MOD_IDLE_A = 25
+S_HAS_MODULES = 26
+S_IN_LEN = 27
+
+# station scalars, outputs (st_out[i])
+SO_BESS = 0
+SO_GRID = 1
+SO_UNSERVED = 2
+SO_SHORTFALL = 3
+SO_FLAGS = 4
+SO_LEN = 5

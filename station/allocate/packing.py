@@ -1,0 +1,148 @@
+"""Between the data model (model.py) and the kernel's packed arrays (layout.py).
+
+``Packed`` holds the arrays of one station. The static parts (module ratings, the switch matrix as two
+CSR indexes) are built once per station; the control cycle then only rewrites the dynamic columns,
+which is how the service keeps the per-cycle cost at the kernel's own cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from station.allocate import layout as L
+from station.allocate.model import (
+    Allocation,
+    AllocationInput,
+    BoundBy,
+    Flag,
+    GunResult,
+    ModuleResult,
+)
+
+
+@dataclass
+class Packed:
+    st: np.ndarray
+    gun_in: np.ndarray
+    mod_in: np.ndarray
+    mod_ptr: np.ndarray
+    mod_guns: np.ndarray
+    gun_ptr: np.ndarray
+    gun_mods: np.ndarray
+    st_out: np.ndarray
+    gun_out: np.ndarray
+    mod_out: np.ndarray
+
+    def args(self) -> tuple[np.ndarray, ...]:
+        """Arguments of ``kernel.allocate_kernel`` in order."""
+        return (self.st, self.gun_in, self.mod_in, self.mod_ptr, self.mod_guns, self.gun_ptr, self.gun_mods,
+                self.st_out, self.gun_out, self.mod_out)
+
+
+def csr(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Module->guns and gun->modules adjacency of the switch matrix, as CSR index arrays."""
+    mod_ptr = np.zeros(len(allowed) + 1, dtype=np.int64)
+    for m, guns in enumerate(allowed):
+        mod_ptr[m + 1] = mod_ptr[m] + len(guns)
+    mod_guns = np.array([g for guns in allowed for g in sorted(guns)], dtype=np.int64)
+    by_gun: list[list[int]] = [[] for _ in range(n_guns)]
+    for m, guns in enumerate(allowed):
+        for g in guns:
+            by_gun[g].append(m)
+    gun_ptr = np.zeros(n_guns + 1, dtype=np.int64)
+    for g in range(n_guns):
+        gun_ptr[g + 1] = gun_ptr[g] + len(by_gun[g])
+    gun_mods = np.array([m for mods in by_gun for m in mods], dtype=np.int64)
+    return mod_ptr, mod_guns, gun_ptr, gun_mods
+
+
+def pack(inp: AllocationInput) -> Packed:
+    n, nm = len(inp.guns), len(inp.modules)
+    st = np.zeros(L.S_IN_LEN)
+    gi = np.zeros((n, L.G_IN_COLS))
+    mi = np.zeros((nm, L.M_IN_COLS))
+    for g, gun in enumerate(inp.guns):
+        gi[g] = _gun_row(gun)
+    for m, mod in enumerate(inp.modules):
+        mi[m, L.M_RATED] = mod.rated_kw
+        mi[m, L.M_IMAX] = mod.max_current_a
+        mi[m, L.M_VMIN] = mod.min_voltage_v
+        mi[m, L.M_VMAX] = mod.max_voltage_v
+        mi[m, L.M_AVAILABLE] = 1.0 if mod.available else 0.0
+        mi[m, L.M_GUN] = mod.gun
+        mi[m, L.M_CURRENT] = mod.current_a
+        mi[m, L.M_DRAINING] = 1.0 if mod.draining else 0.0
+        mi[m, L.M_SURPLUS_S] = mod.surplus_s
+    fill_station(st, inp)
+    mod_ptr, mod_guns, gun_ptr, gun_mods = csr([m.allowed for m in inp.modules], n)
+    return Packed(st, gi, mi, mod_ptr, mod_guns, gun_ptr, gun_mods, np.zeros(L.SO_LEN), np.zeros((n, L.GO_COLS)),
+                  np.zeros((nm, L.MO_COLS)))
+
+
+def _gun_row(gun) -> list[float]:  # noqa: ANN001 - GunInput
+    row = [0.0] * L.G_IN_COLS
+    row[L.G_DEMAND] = gun.demand_kw
+    row[L.G_VEHICLE_MAX] = gun.vehicle_max_kw
+    row[L.G_GUN_MAX] = gun.gun_max_kw
+    row[L.G_V2G] = gun.v2g_kw
+    row[L.G_PRIORITY] = gun.priority
+    row[L.G_VOLTAGE] = gun.voltage_v
+    row[L.G_EFF] = gun.efficiency
+    row[L.G_MEASURED] = gun.measured_kw
+    row[L.G_PREV_ALLOC] = gun.prev_alloc_kw
+    row[L.G_UNDER_S] = gun.under_s
+    row[L.G_DRAW_CAP] = gun.draw_cap_kw
+    return row
+
+
+def fill_station(st: np.ndarray, inp: AllocationInput) -> None:
+    b, gr, prm = inp.bess, inp.grid, inp.params
+    st[L.S_DT] = inp.dt_s
+    st[L.S_IMPORT_CAP] = gr.import_limit_kw
+    st[L.S_EXPORT_CAP] = gr.export_limit_kw
+    st[L.S_TARGET] = gr.target_kw
+    st[L.S_RAMP] = gr.ramp_kw_per_s
+    st[L.S_LAST_GRID] = gr.last_kw
+    st[L.S_AUX] = inp.aux_load_kw
+    st[L.S_BESS_AVAILABLE] = 1.0 if b.available else 0.0
+    st[L.S_SOC] = b.soc
+    st[L.S_CAPACITY] = b.capacity_kwh
+    st[L.S_SOC_MIN] = b.soc_min
+    st[L.S_SOC_MAX] = b.soc_max
+    st[L.S_RESERVE] = b.reserve_soc
+    st[L.S_MAX_CHARGE] = b.max_charge_kw
+    st[L.S_MAX_DISCHARGE] = b.max_discharge_kw
+    st[L.S_ETA_CHARGE] = b.charge_efficiency
+    st[L.S_ETA_DISCHARGE] = b.discharge_efficiency
+    st[L.S_SOC_TARGET] = b.soc_target
+    st[L.S_SUPPORT_MAX] = b.support_max_kw
+    st[L.S_CHARGE_MIN] = b.charge_min_kw
+    st[L.S_CL_SETTLE] = prm.closed_loop_settle_s
+    st[L.S_CL_MARGIN] = prm.closed_loop_margin_kw
+    st[L.S_CL_TOL] = prm.closed_loop_tolerance_kw
+    st[L.S_MOD_HOLD] = prm.module_release_hold_s
+    st[L.S_MOD_MARGIN] = prm.module_release_margin_kw
+    st[L.S_MOD_IDLE_A] = prm.module_idle_current_a
+    st[L.S_HAS_MODULES] = 1.0 if inp.modules else 0.0
+
+
+def unpack(inp: AllocationInput, pk: Packed) -> Allocation:
+    go, so, mo = pk.gun_out, pk.st_out, pk.mod_out
+    guns = tuple(
+        GunResult(g.id, float(go[i, L.GO_POWER]), BoundBy(int(go[i, L.GO_BOUND])), float(go[i, L.GO_MODULE_CAP]),
+                  float(go[i, L.GO_UNDER_S]), float(go[i, L.GO_DRAW_CAP]))
+        for i, g in enumerate(inp.guns)
+    )
+    modules = tuple(
+        ModuleResult(m.id, int(mo[i, L.MO_GUN]), bool(mo[i, L.MO_DRAINING] > 0.5), float(mo[i, L.MO_SURPLUS_S]))
+        for i, m in enumerate(inp.modules)
+    )
+    return Allocation(guns, float(so[L.SO_BESS]), float(so[L.SO_GRID]), float(so[L.SO_UNSERVED]),
+                      float(so[L.SO_SHORTFALL]), Flag(int(so[L.SO_FLAGS])), modules)
+
+
+def is_nan(x: float) -> bool:
+    return isinstance(x, float) and math.isnan(x)
