@@ -165,12 +165,16 @@ def link_config(port: int, outbox_path: Path, **overrides: Any) -> MqttConfig:
 
 class WallClock:
     """The injected wall clock of the dispatch manager in link tests: real time plus a test offset, so
-    lease expiry is reached by moving the clock, not by waiting."""
+    lease expiry is reached by moving the clock, not by waiting. ``frozen_at`` stops it (a test whose
+    messages must stay as fresh as when they were written, however long a loaded machine takes)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.frozen_at: float | None = None
 
     def __call__(self) -> float:
+        if self.frozen_at is not None:
+            return self.frozen_at
         return time.time() + self.offset
 
 
