@@ -63,6 +63,31 @@ def status_offline(reason: Literal["connection_lost", "shutdown"], *, station_id
             "ts": ts, "since": since}
 
 
+class TelemetryPacer:
+    """When the next telemetry sample is due (``mqtt.telemetry_period_s``), for a control cycle that ticks
+    faster than telemetry is published.
+
+    ``now`` is a monotonic time (the cycle's tick deadline): samples fall on a fixed grid started by the
+    first call, so the rate does not drift with tick jitter; after a stall the next tick samples once and
+    the missed slots are skipped, not made up in a burst (the outbox would only carry stale copies).
+    """
+
+    def __init__(self, period_s: float) -> None:
+        if period_s <= 0:
+            raise ValueError("period_s must be > 0")
+        self.period_s = period_s
+        self._next: float | None = None
+
+    def due(self, now: float) -> bool:
+        if self._next is None:
+            self._next = now + self.period_s
+            return True
+        if now < self._next:
+            return False
+        self._next += ((now - self._next) // self.period_s + 1) * self.period_s
+        return True
+
+
 def limits_block(limits: GridLimits) -> dict[str, Any]:
     return {"import_limit_kw": limits.import_limit_kw, "export_limit_kw": limits.export_limit_kw,
             "target_kw": limits.target_kw, "ramp_kw_per_s": limits.ramp_kw_per_s, "source": limits.source,

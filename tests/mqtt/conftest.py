@@ -61,6 +61,7 @@ class Broker:
             "log_type warning",
             "log_type notice",
             "log_type information",
+            "log_type subscribe",  # "<client id> <qos> <topic filter>": the tests check subscription QoS
         ]
         if self.full_config:  # a complete config (e.g. config/mosquitto/mosquitto.conf, rewritten)
             return "\n".join(common + [self.extra, ""])
@@ -153,6 +154,7 @@ def link_config(port: int, outbox_path: Path, **overrides: Any) -> MqttConfig:
         "reconnect_min_s": 0.05,
         "reconnect_max_s": 0.5,
         "keepalive_s": 10,
+        "telemetry_period_s": 0.02,  # stand-in controllers publish every 20 ms cycle: outages fill quickly
         "outbox": {"path": str(outbox_path), "fsync_each_commit": False},
     }
     for key, value in overrides.items():
@@ -228,6 +230,7 @@ class Received:
     payload: bytes
     retain: bool
     properties: Any = None
+    qos: int = 0
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -257,7 +260,7 @@ class Probe:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cv:
-            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain), msg.properties))
+            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain), msg.properties, msg.qos))
             self._cv.notify_all()
 
     def connect(self, **kw: Any) -> Probe:

@@ -1,8 +1,8 @@
 """A stand-in controller process for the store-and-forward test: the real link and outbox, fed by a
-PeriodicLoop with telemetry built by station.telemetry. Prints ``C <seq> ...`` once rows are committed
+PeriodicLoop with telemetry built by station.telemetry at ``mqtt.telemetry_period_s``. Prints ``C <seq> ...`` once rows are committed
 (durable), so the test knows exactly what the outbox accepted before it SIGKILLs this process.
 
-    python tests/mqtt/controller_proc.py '<MqttConfig JSON>' <station id> <period s>
+    python tests/mqtt/controller_proc.py '<MqttConfig JSON>' <station id> <cycle period s>
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def main() -> int:
     link = MqttLink(cfg, station_id, outbox, on_committed=committed, firmware="test")
     link.start()
 
+    pacer = payloads.TelemetryPacer(cfg.telemetry_period_s)
+
     def step(tick: int, deadline: float) -> None:
+        if not pacer.due(deadline):
+            return
         link.publish_telemetry(payloads.telemetry(
             time.time(), grid_kw=120.0 + tick % 7, limits=LIMITS, dispatch={"source": "fallback"},
             guns=GUNS, health={"grid": "ok", "C1": "ok"}, bess_kw=-10.0, bess_soc=0.6))

@@ -54,12 +54,12 @@ BUSY_P50_S = 0.5e-3  # a lone thread's median wake-up lateness is ~0.1 ms on a 2
 STARVED_MAX = 0.25
 
 
-def control_step(st: Station, tick: int) -> None:
+def control_step(st: Station, deadline: float, pacer: payloads.TelemetryPacer) -> None:
     now = st.clock()
     limits = st.manager.limits_at(now)
     allocation_work(limits, DEMAND_KW)
     st.manager.observe_grid_power(now, 150.0)
-    if tick % 50 == 0:  # telemetry at 1 Hz
+    if pacer.due(deadline):
         st.link.publish_telemetry(payloads.telemetry(now, grid_kw=150.0, limits=limits,
                                                      dispatch=st.manager.status(now), guns=[], health={}))
 
@@ -137,7 +137,9 @@ def flood_once(st: Station, broker: Broker, flood: Path, out_dir: Path, attempt:
         # mosquitto_sub says nothing until messages come: its connection in the broker log is the barrier
         assert broker.wait_log(f" as {collector_id} (", WAIT_S)
         stack.enter_context(service_runtime())
-        loop = PeriodicLoop(PERIOD_S, lambda tick, deadline: control_step(st, tick), name="cycle-under-flood")
+        pacer = payloads.TelemetryPacer(1.0)  # the shipped telemetry period
+        loop = PeriodicLoop(PERIOD_S, lambda tick, deadline: control_step(st, deadline, pacer),
+                            name="cycle-under-flood")
         loop.start()
         stack.callback(loop.stop)
         network = next(t for t in threading.enumerate() if t.name == "mqtt-net-st-1")

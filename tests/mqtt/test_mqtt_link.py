@@ -97,6 +97,10 @@ def test_every_topic_round_trips_and_matches_its_schema(broker: Broker, stations
     stream = [m.json()["seq"] for m in op.messages if m.topic.split("/", 2)[2] in ("telemetry", "events",
                                                                                   "dispatch/report")]
     assert stream == list(range(1, len(stream) + 1))  # one ordered stream per station
+    # QoS 1 everywhere: what the station publishes (the probe subscribed at QoS 1, so a QoS 0 publish
+    # would arrive as QoS 0) and its dispatch subscription (the broker logs "<client> <qos> <filter>")
+    assert {m.qos for m in op.messages} == {1}
+    assert broker.wait_log("station-st-1 1 stations/st-1/dispatch/set", WAIT_S)
 
 
 def test_last_will_on_crash_and_shutdown_status_on_clean_stop(broker: Broker, stations, probes,  # noqa: ANN001

@@ -87,3 +87,15 @@ def test_dispatch_events_from_the_manager_match_the_schema() -> None:
 def test_encode_refuses_nan() -> None:
     with pytest.raises(ValueError):
         payloads.encode({"grid_kw": float("nan")})
+
+
+def test_telemetry_pacer_keeps_the_configured_rate_without_drift_or_bursts() -> None:
+    pacer = payloads.TelemetryPacer(DEMO.mqtt.telemetry_period_s)  # 1 s
+    ticks = [k * 0.02 + 0.003 * (k % 3) for k in range(500)]  # a 20 ms cycle with jitter, 10 s
+    sampled = [t for t in ticks if pacer.due(t)]
+    assert len(sampled) == 10
+    assert all(abs(t - round(t)) < 0.03 for t in sampled)  # on the 1 s grid, within one tick
+    # a 3.5 s stall: one sample when the cycle comes back, then the grid again (no burst of 3)
+    assert pacer.due(13.5) and not pacer.due(13.52) and not pacer.due(13.98) and pacer.due(14.0)
+    with pytest.raises(ValueError):
+        payloads.TelemetryPacer(0)
