@@ -83,7 +83,9 @@ def test_every_topic_round_trips_and_matches_its_schema(broker: Broker, stations
     late = probes(broker.port, "late-consumer").connect()
     late.subscribe("stations/+/status")
     assert late.wait_for(lambda ms: len(ms) == 1)
-    assert late.messages[0].retain and check("status", late.messages[0].json())["state"] == "online"
+    birth = check("status", late.messages[0].json())
+    assert late.messages[0].retain and birth["state"] == "online"
+    assert (birth["firmware"], birth["config_sha256"], birth["protocol"]) == ("test-1.0", "0" * 64, "5")
 
     seen = set()
     for m in op.messages:
