@@ -7,7 +7,12 @@ from collections.abc import Sequence
 
 from station.cli import dispatch
 
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "can-hub": "hil.can_hub",
+    "bms": "hil.bms.cli",
+    "sim": "hil.commands.sim",
+    "compare": "hil.commands.compare",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

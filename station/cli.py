@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 COMMANDS: dict[str, str] = {
     "check-config": "station.commands.check_config",
     "allocate": "station.commands.allocate",
+    "gbt": "drivers.gbt27930.cli",
 }
 
 

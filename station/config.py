@@ -303,6 +303,11 @@ class ModuleSwitchingConfig(Section):
 
 class ControlConfig(Section):
     period_s: float = Field(default=0.1, ge=0.005, le=1.0)
+    cap_margin_fraction: float = Field(
+        default=0.005, ge=0.0, le=0.1,
+        description="the controller aims this fraction of the connection's import cap (as kW) inside the import and"
+                    " export limits in force: room for load-dependent module losses, actuator lag and meter noise,"
+                    " so the limits hold on the true grid power")
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
     modules: ModuleSwitchingConfig = ModuleSwitchingConfig()
 
@@ -457,6 +462,8 @@ def _rule_from_error(err: dict[str, Any]) -> str:
         return f"must be one of {ctx.get('expected')}"
     if kind == "union_tag_invalid":
         return f"transport must be one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"{ctx.get('discriminator', 'transport').strip(chr(39))} is required (tcp or rtu)"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"][0].lower() + err["msg"][1:]

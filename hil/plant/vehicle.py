@@ -78,15 +78,26 @@ class Vehicle:
     energy_out_kwh: float = 0.0  # at the terminals, V2G discharge
     heat_kwh: float = 0.0
     overcurrent_s: float = 0.0  # time spent above the GB 44263 over-current threshold
+    # the BMS values depend on SoC only: computed once per SoC (long simulations ask several times a step)
+    _cached_soc: float = field(default=-1.0, init=False, repr=False)
+    _cached_ocv: float = field(default=0.0, init=False, repr=False)
+    _cached_accepted: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.soc = self.spec.initial_soc
+
+    def _refresh(self) -> None:
+        if self._cached_soc != self.soc:
+            self._cached_soc = self.soc
+            self._cached_ocv = ocv = self.spec.ocv_at(self.soc)
+            self._cached_accepted = self._accepted(ocv)
 
     # ---- what the BMS reports -------------------------------------------------------------------
 
     @property
     def ocv_v(self) -> float:
-        return self.spec.ocv_at(self.soc)
+        self._refresh()
+        return self._cached_ocv
 
     @property
     def full(self) -> bool:
@@ -94,10 +105,13 @@ class Vehicle:
 
     def accepted_current_a(self) -> float:
         """The charging current the BMS asks for right now (BCL current demand)."""
+        self._refresh()
+        return self._cached_accepted
+
+    def _accepted(self, ocv: float) -> float:
         if self.full:
             return 0.0
         s = self.spec
-        ocv = self.ocv_v
         cc = min(s.max_current_a, s.c_rate_at(self.soc) * s.capacity_kwh * 1000.0 / ocv)
         cv = max(0.0, (s.max_voltage_v - ocv) / s.internal_resistance_ohm)
         return min(cc, cv)

@@ -7,8 +7,9 @@ a fraction of that). A deployed install is read-only, so the cache must go elsew
 * else ``$CACHE_DIRECTORY/numba`` when run by systemd with ``CacheDirectory=`` (systemd/station.service);
 * else Numba's own default (next to the sources, or the user's cache directory).
 
-If no location is writable the kernels still work, compiled at every start, with a warning: a missing
-cache is a slow start, never a controller that does not start.
+If no location is writable the kernels still work, compiled at every start, with one warning per process
+that says how to enable the cache: a missing cache is a slow start, never a controller that does not start.
+tests/allocate/test_numba_cache.py runs all of this from a read-only copy of the package.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _configure_cache_dir() -> None:
-    if "NUMBA_CACHE_DIR" in os.environ:
+    if os.environ.get("NUMBA_CACHE_DIR"):  # Numba, too, treats an empty value as unset
         return
     systemd_cache = os.environ.get("CACHE_DIRECTORY")  # may list several, separated by ':'
     if systemd_cache:
@@ -37,10 +38,23 @@ from numba.core import config as _numba_config  # noqa: E402
 _numba_config.reload_config()  # in case Numba was imported before the environment was set
 
 
+_warned_no_cache = False  # one warning per process, not one per kernel function
+
+
 def njit(fn: F) -> F:
     """``numba.njit(cache=True, nogil=True)``, degrading to no cache when no location is writable."""
+    global _warned_no_cache
     try:
         return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
-    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
-        warnings.warn(f"Numba cache unavailable, compiling at every start: {exc}", RuntimeWarning, stacklevel=2)
+    except RuntimeError as exc:
+        if "no locator available" not in str(exc):  # Numba's words when no cache directory is writable
+            raise
+        if not _warned_no_cache:
+            _warned_no_cache = True
+            warnings.warn(
+                f"Numba cache unavailable ({exc}): the kernels compile at every start. Set NUMBA_CACHE_DIR to a "
+                "writable directory (or CacheDirectory= in the systemd unit) to cache them.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return numba.njit(nogil=True)(fn)  # type: ignore[no-any-return]

@@ -19,7 +19,7 @@ import numpy as np
 from station.allocate.jit import njit
 from station.allocate.layout import (
     G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
-    G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GUN,
+    G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GROUP, M_GUN,
     M_IMAX, M_RATED, M_SURPLUS_S, M_VMAX, M_VMIN, MO_DRAINING, MO_GUN, MO_SURPLUS_S, S_AUX,
     S_BESS_AVAILABLE, S_CAPACITY, S_CHARGE_MIN, S_CL_MARGIN, S_CL_SETTLE, S_CL_TOL, S_DT, S_ETA_CHARGE,
     S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID, S_MAX_CHARGE,
@@ -311,7 +311,62 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
 
 
 @njit
-def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, need, mod_gun, draining, surplus_s):
+def heap_push(heap, size, key_p, key_have, g):
+    """Push gun g keyed (priority, have, g) onto an array-backed binary min-heap; returns the new size."""
+    i = size
+    heap[i, 0] = key_p
+    heap[i, 1] = key_have
+    heap[i, 2] = g
+    while i > 0:
+        parent = (i - 1) // 2
+        if heap_less(heap, i, parent):
+            for c in range(3):
+                t = heap[i, c]
+                heap[i, c] = heap[parent, c]
+                heap[parent, c] = t
+            i = parent
+        else:
+            break
+    return size + 1
+
+
+@njit
+def heap_less(heap, a, b):
+    if heap[a, 0] != heap[b, 0]:
+        return heap[a, 0] < heap[b, 0]
+    if heap[a, 1] != heap[b, 1]:
+        return heap[a, 1] < heap[b, 1]
+    return heap[a, 2] < heap[b, 2]
+
+
+@njit
+def heap_pop(heap, size):
+    """Remove the top of the heap (read it before calling); returns the new size."""
+    size -= 1
+    for c in range(3):
+        heap[0, c] = heap[size, c]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        right = left + 1
+        smallest = i
+        if left < size and heap_less(heap, left, smallest):
+            smallest = left
+        if right < size and heap_less(heap, right, smallest):
+            smallest = right
+        if smallest == i:
+            break
+        for c in range(3):
+            t = heap[i, c]
+            heap[i, c] = heap[smallest, c]
+            heap[smallest, c] = t
+        i = smallest
+    return size
+
+
+@njit
+def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, pair_kw,
+                   need, mod_gun, draining, surplus_s):
     """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and returns each
     gun's usable capacity."""
     n = gun_in.shape[0]
@@ -322,6 +377,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
     idle_a = st[S_MOD_IDLE_A]
     available = np.empty(nm, dtype=np.bool_)
     idle = np.empty(nm, dtype=np.bool_)
+    own_kw = np.zeros(nm)  # capacity of each module at the gun it is switched to
     for m in range(nm):
         available[m] = mod_in[m, M_AVAILABLE] > 0.5
         idle[m] = abs(mod_in[m, M_CURRENT]) < idle_a
@@ -337,12 +393,14 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
         if mod_gun[m] < 0:
             draining[m] = False
             surplus_s[m] = 0.0
+        else:
+            own_kw[m] = module_kw_at(mod_in, m, gun_in[mod_gun[m], G_VOLTAGE])
 
     have = np.zeros(n)
     for m in range(nm):
         g = mod_gun[m]
         if g >= 0 and not draining[m] and available[m]:
-            have[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+            have[g] += own_kw[m]
     short = np.empty(n, dtype=np.bool_)
     for g in range(n):
         short[g] = have[g] < need[g] - EPS
@@ -357,7 +415,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
                     break
             if not waited:
                 draining[m] = False
-                have[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+                have[g] += own_kw[m]
 
     # b) surplus (highest module index first within each gun)
     surplus = np.zeros(nm, dtype=np.bool_)
@@ -365,59 +423,62 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
     for m in range(nm - 1, -1, -1):
         g = mod_gun[m]
         if g >= 0 and not draining[m]:
-            k = module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
-            if left[g] - k >= need[g] + margin - EPS:
+            if left[g] - own_kw[m] >= need[g] + margin - EPS:
                 surplus[m] = True
-                left[g] -= k
+                left[g] -= own_kw[m]
     for m in range(nm):
         if surplus[m]:
             surplus_s[m] += dt
             if surplus_s[m] >= hold - EPS:
                 draining[m] = True
-                g = mod_gun[m]
-                have[g] -= module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+                have[mod_gun[m]] -= own_kw[m]
                 surplus[m] = False
         elif mod_gun[m] >= 0:
             surplus_s[m] = 0.0
 
-    # c) free modules to short guns: highest class, then least capacity, then index
-    free_count = np.zeros(n, dtype=np.int64)
+    # c) free modules to short guns, one at a time: highest class, then least capacity, then index
+    n_grp = grp_ptr.shape[0] - 1
+    free_in_group = np.zeros(n_grp, dtype=np.int64)
     for m in range(nm):
         if mod_gun[m] < 0 and available[m] and idle[m]:
-            for k in range(mod_ptr[m], mod_ptr[m + 1]):
-                h = mod_guns[k]
-                if module_kw_at(mod_in, m, gun_in[h, G_VOLTAGE]) > 0.0:
-                    free_count[h] += 1
-    while True:
-        best = -1
-        for g in range(n):
-            if free_count[g] > 0 and have[g] < need[g] - EPS:
-                if best < 0:
-                    best = g
-                else:
-                    pg = gun_in[g, G_PRIORITY]
-                    pb = gun_in[best, G_PRIORITY]
-                    if pg < pb or (pg == pb and have[g] < have[best]):
-                        best = g
-        if best < 0:
-            break
-        g = best
+            free_in_group[int(mod_in[m, M_GROUP])] += 1
+    free_count = np.zeros(n, dtype=np.int64)  # free modules each gun could take now
+    for gr in range(n_grp):
+        if free_in_group[gr] > 0:
+            for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
+                if pair_kw[k] > 0.0:
+                    free_count[grp_guns[k]] += free_in_group[gr]
+    heap = np.empty((n + nm + 1, 3))  # each assignment pushes at most one entry back
+    size = 0
+    for g in range(n):
+        if free_count[g] > 0 and have[g] < need[g] - EPS:
+            size = heap_push(heap, size, gun_in[g, G_PRIORITY], have[g], g)
+    while size > 0:
+        g = int(heap[0, 2])
+        stale = heap[0, 1] != have[g]
+        size = heap_pop(heap, size)
+        if stale or free_count[g] <= 0 or not have[g] < need[g] - EPS:
+            continue  # lazily deleted: its key changed or it has nothing left to take
+        vg = gun_in[g, G_VOLTAGE]
         pick = -1
         pick_deg = 0
         for k in range(gun_ptr[g], gun_ptr[g + 1]):
             m = gun_mods[k]
-            if mod_gun[m] < 0 and available[m] and idle[m] and module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE]) > 0.0:
+            if mod_gun[m] < 0 and available[m] and idle[m]:
                 deg = mod_ptr[m + 1] - mod_ptr[m]
-                if pick < 0 or deg < pick_deg or (deg == pick_deg and m < pick):
+                if (pick < 0 or deg < pick_deg or (deg == pick_deg and m < pick)) and module_kw_at(mod_in, m, vg) > 0.0:
                     pick = m
                     pick_deg = deg
         mod_gun[pick] = g
         surplus_s[pick] = 0.0
-        have[g] += module_kw_at(mod_in, pick, gun_in[g, G_VOLTAGE])
-        for k in range(mod_ptr[pick], mod_ptr[pick + 1]):
-            h = mod_guns[k]
-            if module_kw_at(mod_in, pick, gun_in[h, G_VOLTAGE]) > 0.0:
-                free_count[h] -= 1
+        own_kw[pick] = module_kw_at(mod_in, pick, vg)
+        have[g] += own_kw[pick]
+        gr = int(mod_in[pick, M_GROUP])
+        for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
+            if pair_kw[k] > 0.0:
+                free_count[grp_guns[k]] -= 1
+        if free_count[g] > 0 and have[g] < need[g] - EPS:
+            size = heap_push(heap, size, gun_in[g, G_PRIORITY], have[g], g)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
@@ -454,52 +515,57 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, nee
             best_m = -1
             best_cat = 0
             best_have = 0.0
+            pg = gun_in[g, G_PRIORITY]
             for k in range(gun_ptr[g], gun_ptr[g + 1]):
                 m = gun_mods[k]
                 h = mod_gun[m]
                 if h < 0 or h == g or draining[m] or not available[m]:
                     continue
-                kg = module_kw_at(mod_in, m, vg)
-                if kg <= 0.0:
-                    continue
-                kh = module_kw_at(mod_in, m, gun_in[h, G_VOLTAGE])
+                kh = own_kw[m]
                 ph = gun_in[h, G_PRIORITY]
-                pg = gun_in[g, G_PRIORITY]
                 if surplus[m] or have[h] - kh >= need[h] - EPS:
                     cat = 0
                 elif ph > pg:
                     cat = 1
-                elif ph == pg and have[h] - kh >= have[g] + incoming + kg - EPS:
-                    cat = 2
+                elif ph == pg:
+                    cat = 2  # checked below, once kg is known
                 else:
                     continue
-                if (
+                if not (
                     best_m < 0
                     or cat < best_cat
                     or (cat == best_cat and (have[h] > best_have or (have[h] == best_have and m > best_m)))
                 ):
-                    best_m = m
-                    best_cat = cat
-                    best_have = have[h]
+                    continue
+                kg = module_kw_at(mod_in, m, vg)
+                if kg <= 0.0:
+                    continue
+                if cat == 2 and not have[h] - kh >= have[g] + incoming + kg - EPS:
+                    continue
+                best_m = m
+                best_cat = cat
+                best_have = have[h]
             if best_m < 0:
                 break
             h = mod_gun[best_m]
+            kg = module_kw_at(mod_in, best_m, vg)
             draining[best_m] = True
             surplus_s[best_m] = 0.0
-            have[h] -= module_kw_at(mod_in, best_m, gun_in[h, G_VOLTAGE])
-            deficit -= module_kw_at(mod_in, best_m, vg)
-            incoming += module_kw_at(mod_in, best_m, vg)
+            have[h] -= own_kw[best_m]
+            deficit -= kg
+            incoming += kg
 
     cap = np.zeros(n)
     for m in range(nm):
         g = mod_gun[m]
         if g >= 0 and not draining[m] and available[m]:
-            cap[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+            cap[g] += own_kw[m]
     return cap
 
 
 @njit
-def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, st_out, gun_out, mod_out):
+def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_rep,
+                    st_out, gun_out, mod_out):
     """One cycle's decision. Inputs and outputs as laid out in layout.py."""
     n = gun_in.shape[0]
     dt = st[S_DT]
@@ -556,12 +622,20 @@ def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, st
     cap = np.full(n, math.inf)
     nm = mod_in.shape[0]
     if st[S_HAS_MODULES] > 0.5:
-        reach = np.zeros(n)
+        # capacity of one module of each group at each gun it reaches: evaluated once per group and gun
+        pair_kw = np.empty(grp_guns.shape[0])
+        for gr in range(grp_rep.shape[0]):
+            for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
+                pair_kw[k] = module_kw_at(mod_in, grp_rep[gr], gun_in[grp_guns[k], G_VOLTAGE])
+        n_grp = grp_rep.shape[0]
+        count = np.zeros(n_grp)  # available modules per group
         for m in range(nm):
             if mod_in[m, M_AVAILABLE] > 0.5:
-                for k in range(mod_ptr[m], mod_ptr[m + 1]):
-                    g = mod_guns[k]
-                    reach[g] += module_kw_at(mod_in, m, gun_in[g, G_VOLTAGE])
+                count[int(mod_in[m, M_GROUP])] += 1.0
+        reach = np.zeros(n)
+        for gr in range(n_grp):
+            for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
+                reach[grp_guns[k]] += count[gr] * pair_kw[k]
         up_r = np.empty(n)
         lo_r = np.empty(n)
         for g in range(n):
@@ -578,7 +652,8 @@ def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, st
             mod_gun[m] = int(mod_in[m, M_GUN])
             draining[m] = mod_in[m, M_DRAINING] > 0.5
             surplus_s[m] = mod_in[m, M_SURPLUS_S]
-        cap = assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, need, mod_gun, draining, surplus_s)
+        cap = assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, pair_kw,
+                             need, mod_gun, draining, surplus_s)
         for m in range(nm):
             mod_out[m, MO_GUN] = mod_gun[m]
             mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0

@@ -38,7 +38,8 @@ M_GUN = 5
 M_CURRENT = 6
 M_DRAINING = 7
 M_SURPLUS_S = 8
-M_IN_COLS = 9
+M_GROUP = 9  # modules with the same rating and the same allowed guns form a group (packing.py)
+M_IN_COLS = 10
 
 # per module, outputs (mod_out[m, col])
 MO_GUN = 0

@@ -24,7 +24,7 @@ from station.allocate.model import (
 
 
 @dataclass
-class Packed:
+class Packed:  # noqa: D101 - see module docstring
     st: np.ndarray
     gun_in: np.ndarray
     mod_in: np.ndarray
@@ -36,10 +36,14 @@ class Packed:
     gun_out: np.ndarray
     mod_out: np.ndarray
 
+    grp_ptr: np.ndarray
+    grp_guns: np.ndarray
+    grp_rep: np.ndarray
+
     def args(self) -> tuple[np.ndarray, ...]:
         """Arguments of ``kernel.allocate_kernel`` in order."""
         return (self.st, self.gun_in, self.mod_in, self.mod_ptr, self.mod_guns, self.gun_ptr, self.gun_mods,
-                self.st_out, self.gun_out, self.mod_out)
+                self.grp_ptr, self.grp_guns, self.grp_rep, self.st_out, self.gun_out, self.mod_out)
 
 
 def csr(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -57,6 +61,25 @@ def csr(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.nda
         gun_ptr[g + 1] = gun_ptr[g] + len(by_gun[g])
     gun_mods = np.array([m for mods in by_gun for m in mods], dtype=np.int64)
     return mod_ptr, mod_guns, gun_ptr, gun_mods
+
+
+def groups(inp: AllocationInput) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """Group identical modules (same rating, same allowed guns): a cabinet's crossbar block is one group.
+    The kernel evaluates capacity once per group and gun instead of once per module and gun."""
+    index: dict[tuple, int] = {}
+    group_of, reps, allowed = [], [], []
+    for m, mod in enumerate(inp.modules):
+        key = (mod.allowed, mod.rated_kw, mod.max_current_a, mod.min_voltage_v, mod.max_voltage_v)
+        if key not in index:
+            index[key] = len(reps)
+            reps.append(m)
+            allowed.append(tuple(sorted(mod.allowed)))
+        group_of.append(index[key])
+    grp_ptr = np.zeros(len(reps) + 1, dtype=np.int64)
+    for i, guns in enumerate(allowed):
+        grp_ptr[i + 1] = grp_ptr[i] + len(guns)
+    grp_guns = np.array([g for guns in allowed for g in guns], dtype=np.int64)
+    return group_of, grp_ptr, grp_guns, np.array(reps, dtype=np.int64)
 
 
 def pack(inp: AllocationInput) -> Packed:
@@ -78,8 +101,10 @@ def pack(inp: AllocationInput) -> Packed:
         mi[m, L.M_SURPLUS_S] = mod.surplus_s
     fill_station(st, inp)
     mod_ptr, mod_guns, gun_ptr, gun_mods = csr([m.allowed for m in inp.modules], n)
+    group_of, grp_ptr, grp_guns, grp_rep = groups(inp)
+    mi[:, L.M_GROUP] = group_of
     return Packed(st, gi, mi, mod_ptr, mod_guns, gun_ptr, gun_mods, np.zeros(L.SO_LEN), np.zeros((n, L.GO_COLS)),
-                  np.zeros((nm, L.MO_COLS)))
+                  np.zeros((nm, L.MO_COLS)), grp_ptr, grp_guns, grp_rep)
 
 
 def _gun_row(gun) -> list[float]:  # noqa: ANN001 - GunInput

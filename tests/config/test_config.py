@@ -167,3 +167,11 @@ def test_no_mutation_of_a_station_file_crashes_validation(data: st.DataObject) -
     assert cfg is not None or any(i.severity == "error" for i in issues)
     for i in issues:
         assert i.path and i.rule
+
+
+def test_a_modbus_endpoint_without_transport_says_what_is_missing() -> None:
+    data = read_yaml(REPO / "config" / "station.yaml")
+    del data["cabinets"][0]["modbus"]["transport"]
+    cfg, issues = validate_config(data)
+    assert cfg is None
+    assert [(i.path, i.rule) for i in issues] == [("cabinets[0].modbus", "transport is required (tcp or rtu)")]
