@@ -187,7 +187,8 @@ class Outbox:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite has already rolled back after some errors (disk full)
+                self._db.execute("ROLLBACK")
             self._meta, self._count, self._bytes = saved
             raise
         self._db.execute("COMMIT")

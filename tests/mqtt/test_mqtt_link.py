@@ -279,10 +279,12 @@ def test_outbox_write_failure_keeps_messages_in_memory_and_recovers(tmp_path: Pa
 
     link = MqttLink(cfg, "st-full", Outbox.from_config(cfg.outbox), on_committed=on_committed)
     failed = threading.Event()
+    logged: list[str] = []
 
     class Watch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if "outbox write failed" in record.getMessage():
+                logged.append(record.getMessage())
                 failed.set()
 
     watch = Watch()
@@ -306,4 +308,6 @@ def test_outbox_write_failure_keeps_messages_in_memory_and_recovers(tmp_path: Pa
     with link.outbox.batch() as b:
         rows = b.claim(0, 100)
     assert [json.loads(r.body)["data"]["n"] for r in rows] == list(range(30))
+    assert [r.seq for r in rows] == list(range(1, 31))  # failed transactions left no gap in the stream
     assert link.stats.outbox_error == ""
+    assert logged and all("disk is full" in m for m in logged), logged  # the log names the cause
