@@ -1,6 +1,6 @@
 """MQTT grid-operator link benchmarks (issue 6), against a real Mosquitto on loopback.
 
-    .venv/bin/python bench/bench_mqtt.py [--setpoints 3000] [--telemetry 20000]
+    .venv/bin/python -m bench.bench_mqtt [--setpoints 3000] [--telemetry 20000]
 
 1. Setpoint latency: operator publishes a setpoint (QoS 1) -> the station's link receives it -> the
    dispatch manager validates it and the lease is active. Closed loop (the next setpoint is published
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,16 +32,15 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from drivers.mqtt.link import MqttLink
+from drivers.mqtt.outbox import Outbox
+from drivers.mqtt.signing import JwsVerifier, sign
+from station import telemetry as payloads
+from station.config import MqttConfig, load_config
+from station.dispatch import DispatchManager, GridLimits, Verifier, no_signature
+from tests.mqtt.conftest import Broker  # the same broker harness as the tests
 
-from drivers.mqtt.link import MqttLink  # noqa: E402
-from drivers.mqtt.outbox import Outbox  # noqa: E402
-from drivers.mqtt.signing import JwsVerifier, sign  # noqa: E402
-from station import telemetry as payloads  # noqa: E402
-from station.config import MqttConfig, load_config  # noqa: E402
-from station.dispatch import DispatchManager, GridLimits, Verifier, no_signature  # noqa: E402
-from tests.mqtt.conftest import Broker  # noqa: E402 - the same broker harness as the tests
+REPO = Path(__file__).resolve().parent.parent
 
 STATION = "bench-1"
 HMAC_KEY = os.urandom(32)
@@ -198,6 +198,12 @@ def bench_backlog(broker: Broker, tmp: Path, n: int) -> float:
     return rate
 
 
+def mosquitto_version() -> str:
+    """"mosquitto version 2.0.11" (the first line of ``mosquitto -h``, which exits non-zero)."""
+    out = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0].strip() if out else "mosquitto (version unknown)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setpoints", type=int, default=3000)
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"backlog drain after an outage ({args.telemetry} rows)", f"{backlog:,.0f} msg/s"))
         finally:
             broker.kill()
-    print(f"\nMQTT link, mosquitto {'2.0.11'} on loopback, Python {sys.version.split()[0]}, "
+    print(f"\nMQTT link, {mosquitto_version()} on loopback, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores, load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     print("| measurement | result |\n|---|---|")
     for name, value in rows:
