@@ -201,24 +201,45 @@ class Meter(Section):
 
 
 class TlsConfig(Section):
+    """TLS to the broker. ``cert_file``/``key_file``: the station's client certificate (its CN is the
+    station id the broker's ACL checks). The broker's certificate must name ``mqtt.host``."""
+
     ca_file: str
     cert_file: str | None = None
-    key_file: str | None = None
+    key_file: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("key_file")
+    @classmethod
+    def _pair(cls, v: str | None, info: Any) -> str | None:
+        if (v is None) != (info.data.get("cert_file") is None):
+            raise ValueError("cert_file and key_file go together")
+        return v
 
 
 class OutboxConfig(Section):
+    """Store-and-forward of telemetry, events and reports (docs/mqtt.md, "Outbox")."""
+
     path: str = "/var/lib/station/outbox.sqlite"
     max_age_s: PositiveKw = 7 * 24 * 3600.0
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    fsync_each_commit: bool = True  # false: survives a process crash but not a power cut
+    max_queued_messages: int = Field(default=10_000, ge=1)  # in memory, waiting for the next commit
 
 
 class SigningConfig(Section):
+    """Signed dispatch messages (JWS, docs/mqtt.md). ``key_file``: the HMAC secret, or the operator's
+    Ed25519 public key (PEM). ``max_clock_skew_s`` also bounds how old ``issued_at`` may be (replay window)."""
+
     mode: Literal["none", "hmac-sha256", "ed25519"] = "none"
     key_file: str | None = None
+    key_id: str | None = Field(default=None, min_length=1, max_length=128)  # JWS "kid" that must match
     max_clock_skew_s: PositiveKw = 30.0
 
 
 class MqttConfig(Section):
+    """The grid-operator link (docs/mqtt.md). Reconnects back off exponentially from ``reconnect_min_s``
+    to ``reconnect_max_s`` with jitter, so a fleet does not reconnect in lockstep after a broker restart."""
+
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = None
@@ -226,20 +247,40 @@ class MqttConfig(Section):
     protocol: Literal["3.1.1", "5"] = "5"
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     telemetry_period_s: float = Field(default=1.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    max_inflight_messages: int = Field(default=20, ge=1, le=65535)
     username: str | None = None
     password_file: str | None = None
     tls: TlsConfig | None = None
     signing: SigningConfig = SigningConfig()
     outbox: OutboxConfig = OutboxConfig()
 
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _backoff_order(cls, v: float, info: Any) -> float:
+        low = info.data.get("reconnect_min_s")
+        if low is not None and v < low:
+            raise ValueError(f"must be >= reconnect_min_s ({low:g})")
+        return v
+
 
 class DispatchConfig(Section):
-    """What the station does when no valid dispatch lease is active (the safe profile)."""
+    """Dispatch setpoints from the grid operator: the safe profile when no lease is active (fallback),
+    what the station accepts, and how the response evidence is measured. See docs/mqtt.md."""
 
     fallback_import_limit_kw: NonNegKw | None = None  # default: the grid import cap
     fallback_export_limit_kw: NonNegKw = 0.0
     fallback_ramp_kw_per_s: PositiveKw | None = None  # default: the grid ramp limit
     settle_tolerance_kw: PositiveKw = 20.0
+    change_threshold_kw: PositiveKw = 5.0  # evidence: the grid power "moved" once it changed this much
+    evidence_max_gap_s: float = Field(default=5.0, gt=0, le=3600)  # longer meter gaps are not integrated
+    max_message_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    max_schedule_length: int = Field(default=96, ge=1, le=10_000)
+    max_pending_setpoints: int = Field(default=256, ge=1, le=100_000)
+    max_lease_s: float = Field(default=2 * 86400.0, gt=0)
+    max_schedule_ahead_s: float = Field(default=2 * 86400.0, ge=0)
 
 
 class ClosedLoopConfig(Section):
