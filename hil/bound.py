@@ -298,9 +298,14 @@ class _Session:
     discharge: np.ndarray | None
 
 
-def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, step_s: float = 60.0) -> BoundResult:
+def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, step_s: float = 60.0,
+                      keep_reserve: bool = False) -> BoundResult:
     """The bound for ``plugs`` (``hil.scenarios.Plug``: a VehicleSpec and a gun index, -1 turned away) on
-    ``scenario`` (its duration, dispatch windows, faults, initial BESS SoC and ``price_at``)."""
+    ``scenario`` (its duration, dispatch windows, faults, initial BESS SoC and ``price_at``).
+
+    ``keep_reserve``: the BESS stays at or above the station's ``reserve_soc`` outside dispatch windows
+    (the rule our controller follows: vehicles never take the reserve, dispatch may). Off, the bound holds
+    for every policy, including those that know no reserve."""
     t0 = time.perf_counter()
     edges = _edges(float(scenario.duration_s), float(step_s))
     n_steps = len(edges) - 1
@@ -420,6 +425,16 @@ def perfect_foresight(cfg: StationConfig, plugs: Sequence[Any], scenario: Any, s
         lo, hi = min(b.soc_min * b.capacity_kwh, e0), max(b.soc_max * b.capacity_kwh, e0)
         bess_c = lp.var(n_steps, 0.0, avail * b.max_charge_kw, THROUGHPUT_TIE_BREAK * dt_h)
         bess_d = lp.var(n_steps, 0.0, avail * b.max_discharge_kw, THROUGHPUT_TIE_BREAK * dt_h)
+        if keep_reserve:
+            # below the reserve only in a window, and after one only as fast as the BESS can recharge
+            floor = np.full(n_steps, min(b.reserve_soc * b.capacity_kwh, e0))
+            refill_kwh_per_s = b.max_charge_kw * b.charge_efficiency / 3600.0
+            for w in windows:
+                inside = (edges[1:] > w.start_s) & (edges[:-1] < w.end_s)
+                floor[inside] = lo
+                after = edges[1:] >= w.end_s
+                floor[after] = np.minimum(floor[after], lo + refill_kwh_per_s * (edges[1:][after] - w.end_s))
+            lo = np.maximum(floor, lo)
         soc_e = lp.var(n_steps, lo, hi)  # stored kWh at the end of each step
         rows = np.arange(n_steps)
         rhs = np.zeros(n_steps)

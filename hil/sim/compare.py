@@ -32,6 +32,7 @@ COLUMNS = [
     ("v2g_delivered_kwh", "export kWh (asked)", "{:.0f}"),
     ("cost", "cost", "{:.0f}"),
     ("bound_fraction", "of bound", "{:.1%}"),
+    ("loose_bound_fraction", "of bound w/o reserve", "{:.1%}"),
 ]
 
 
@@ -49,18 +50,24 @@ def compare(scenario: Any, policies: list[str] | None = None, step_s: float | No
         m = metrics(res, tol)
         m.pop("per_session")
         rows.append(m)
-    bound = perfect_foresight(cfg, scenario.plugs(cfg), scenario, step_s=bound_step_s)
+    plugs = scenario.plugs(cfg)
+    # the bound under the station's own constraints (the BESS reserve kept outside dispatch windows, as
+    # our controller must), and the looser bound for any policy (the baselines know no reserve)
+    bound = perfect_foresight(cfg, plugs, scenario, step_s=bound_step_s, keep_reserve=True)
+    loose = perfect_foresight(cfg, plugs, scenario, step_s=bound_step_s)
     best = float(bound.energy_delivered_kwh)
     for m in rows:
         m["bound_fraction"] = round(m["energy_net_kwh"] / best, 5) if best > 0 else None
+        m["loose_bound_fraction"] = round(m["energy_net_kwh"] / loose.energy_delivered_kwh, 5)
     ours = next((m for m in rows if m["policy"] == "ours"), None)
     if ours is not None:
         ours["expectations"] = check_expectations(ours, scenario.expect)
     return {
         "scenario": scenario.name,
-        "bound": {"energy_delivered_kwh": round(best, 3), "step_s": bound_step_s,
-                  "solve_s": round(float(getattr(bound, "solve_s", math.nan)), 3),
-                  "status": str(getattr(bound, "status", ""))},
+        "bound": {"energy_delivered_kwh": round(best, 3), "step_s": bound_step_s, "keeps_reserve": True,
+                  "solve_s": round(bound.solve_s, 3), "status": bound.status},
+        "loose_bound": {"energy_delivered_kwh": round(loose.energy_delivered_kwh, 3), "keeps_reserve": False,
+                        "solve_s": round(loose.solve_s, 3), "status": loose.status},
         "policies": rows,
         "goal": goal(rows),
         "_runs": runs,
@@ -98,8 +105,10 @@ def markdown_table(result: dict[str, Any]) -> str:
                 cells.append("-" if v is None else fmt.format(v))
         lines.append("| " + " | ".join(cells) + " |")
     b = result["bound"]
-    lines.append(f"\nPerfect-foresight bound: {b['energy_delivered_kwh']:.0f} kWh net to vehicles "
-                 f"(LP at {b['step_s']:g} s, solved in {b['solve_s']:.1f} s, {b['status']}).")
+    lo = result["loose_bound"]
+    lines.append(f"\nPerfect-foresight bound: {b['energy_delivered_kwh']:.0f} kWh net to vehicles with the BESS "
+                 f"reserve kept outside dispatch windows, {lo['energy_delivered_kwh']:.0f} kWh without it "
+                 f"(LPs at {b['step_s']:g} s, solved in {b['solve_s']:.1f} s and {lo['solve_s']:.1f} s, {b['status']}).")
     return "\n".join(lines)
 
 
