@@ -92,6 +92,26 @@ def test_the_battery_shifts_energy_from_before_the_arrival_into_the_session() ->
     assert res.bess_soc[-1] == pytest.approx(0.05, abs=1e-6)
 
 
+def test_keeping_the_reserve_holds_it_back_from_vehicles_but_not_from_dispatch() -> None:
+    """100 kWh battery at 80 %, reserve 30 %, lossless: a truck under a 100 kW cap for an hour gets
+    100 + 75 kWh without the reserve and 100 + 50 kWh with it; inside an export window the reserve is
+    the operator's, so the battery may go below it there."""
+    bess = {"capacity_kwh": 100, "max_charge_kw": 100, "max_discharge_kw": 100, "soc_min": 0.05, "soc_max": 0.95,
+            "reserve_soc": 0.3, "initial_soc": 0.8, "charge_efficiency": 1.0, "discharge_efficiency": 1.0}
+    cfg = station([gun("G1")], cap_kw=100.0, bess=bess, efficiency=1.0)
+    plugs = [plug(big_truck("T", 0.0, 3600.0), 0)]
+    loose = perfect_foresight(cfg, plugs, scenario(3600.0))
+    kept = perfect_foresight(cfg, plugs, scenario(3600.0), keep_reserve=True)
+    assert loose.energy_delivered_kwh == pytest.approx(175.0 / (1.0 + best_loss(1.0)), rel=1e-6)
+    assert kept.energy_delivered_kwh == pytest.approx(150.0, rel=1e-6)
+    assert kept.bess_soc.min() == pytest.approx(0.3, abs=1e-6)
+    # a window asking 40 kW of export for the last 30 minutes: the battery goes below the reserve there
+    window = scenario(3600.0, dispatch=[event(1800.0, 1800.0, import_kw=0.0, export_kw=50.0, target_kw=-40.0)])
+    kept = perfect_foresight(cfg, plugs, window, keep_reserve=True)
+    assert kept.tracking_slack_kwh == pytest.approx(0.0, abs=1e-6)
+    assert kept.bess_soc[-1] < 0.3 - 1e-3
+
+
 def test_module_capacity_binds_through_the_switch_matrix_and_faults() -> None:
     guns = [gun("G1", kw=80.0, amps=260.0), gun("G2", kw=80.0, amps=260.0)]
     cfg = station(guns, cap_kw=1000.0, modules=3, matrix=[{"cabinet": "C1", "modules": "1-2", "guns": ["G1"]},
