@@ -134,7 +134,10 @@ class MqttLink:
 
     ``on_dispatch`` answers ``dispatch/set`` messages (None: the station takes no dispatch and does not
     subscribe). ``base_dir`` resolves relative key, certificate and password paths (the station file's
-    directory). ``on_committed`` is told the seqs of messages that became durable.
+    directory). ``on_committed`` is told the seqs of messages that became durable. ``yield_to_cycle``
+    is called on the network thread before each received message is handled: the service passes the
+    control loop's ``CycleGate.wait_turn`` so that a flood of messages cannot hold the control cycle
+    off the GIL (station/control/loop.py); it is an attribute, so it can be wired after construction.
     """
 
     def __init__(
@@ -151,8 +154,10 @@ class MqttLink:
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         on_committed: Callable[[list[int]], None] | None = None,
+        yield_to_cycle: Callable[[], None] = _no_op,
     ) -> None:
         self.cfg = cfg
+        self.yield_to_cycle = yield_to_cycle
         self.topics = StationTopics(cfg.topic_prefix, station_id)
         self.station_id = station_id
         self.outbox = outbox
@@ -390,6 +395,7 @@ class MqttLink:
         if msg.topic != self.topics.dispatch_set or self._on_dispatch is None:
             return
         self.stats.dispatch_received += 1
+        self.yield_to_cycle()  # a flood must not keep the control cycle from the GIL (CycleGate)
         try:
             acks = self._on_dispatch(bytes(msg.payload))
         except Exception:  # a bug in the handler must not kill the link
