@@ -1,0 +1,188 @@
+"""One pymodbus async client to one device: raw table reads and writes, pymodbus outcomes mapped to ours.
+
+Why a thin wrapper of our own around the client:
+
+- explicit timeouts and retries: pymodbus defaults (3 s, 3 retries) block 12 s on a dead device, longer
+  than a hundred control periods. We pass ``retries=0`` to pymodbus and retry ourselves (``retries``,
+  default 0), so one policy decides and the count is ours.
+- no hidden reconnects: pymodbus's own reconnect task (``reconnect_delay``) is switched off, and so is
+  its "close after N silent requests" rule; the device driver reconnects with its own backoff and
+  re-applies setpoints first, which pymodbus cannot know about.
+- a fresh client per connection: nothing from a half-dead connection (buffers, transaction ids, a late
+  answer) leaks into the next one.
+- pymodbus logs every timeout and failed connect at ERROR/WARNING; those lines are dropped here (a
+  filter on its logger, for those messages only) because link health logs once per change instead.
+
+TCP (``TcpEndpoint``) and RTU over a serial line (``SerialEndpoint``) share everything above the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+
+from drivers.modbus.errors import CorruptResponse, DeviceException, DeviceTimeout, DeviceUnreachable
+
+TABLES = ("holding", "input", "coil", "discrete")
+WRITABLE = ("holding", "coil")
+
+
+@dataclass(frozen=True)
+class TcpEndpoint:
+    host: str
+    port: int = 502
+
+    def __str__(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SerialEndpoint:
+    """An RS-485 line (RTU framing). One client per line; several device ids may share it."""
+
+    port: str
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+    def __str__(self) -> str:
+        return f"rtu://{self.port}@{self.baudrate}{self.parity}{self.bytesize}{self.stopbits}"
+
+
+Endpoint = TcpEndpoint | SerialEndpoint
+
+
+class _DropPerRequestNoise(logging.Filter):
+    """Drop pymodbus's per-failure lines; our link health reports the same thing once per change."""
+
+    _PREFIXES = ("No response received", "Failed to connect", "Not connected, trying to connect",
+                 "ERROR: received pdu without a corresponding request")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self._PREFIXES)
+
+
+_pymodbus_log = logging.getLogger("pymodbus.logging")
+if not any(isinstance(f, _DropPerRequestNoise) for f in _pymodbus_log.filters):
+    _pymodbus_log.addFilter(_DropPerRequestNoise())
+
+
+class Link:
+    """Raw register/bit access to one device over one connection (no decoding, no health)."""
+
+    def __init__(self, device: str, endpoint: Endpoint, *, device_id: int = 1, timeout_s: float = 0.2,
+                 retries: int = 0) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self.device = device
+        self.endpoint = endpoint
+        self.device_id = device_id
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.requests = 0  # exchanges attempted (for the benchmark and tests: batching is visible here)
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        common = {"timeout": self.timeout_s, "retries": 0, "reconnect_delay": 0, "name": self.device}
+        if isinstance(self.endpoint, TcpEndpoint):
+            return AsyncModbusTcpClient(self.endpoint.host, port=self.endpoint.port, **common)
+        ep = self.endpoint
+        return AsyncModbusSerialClient(ep.port, framer=FramerType.RTU, baudrate=ep.baudrate, parity=ep.parity,
+                                       stopbits=ep.stopbits, bytesize=ep.bytesize, **common)
+
+    async def connect(self) -> None:
+        """Open a fresh connection, or raise :class:`DeviceUnreachable`."""
+        self.close()
+        client = self._new_client()
+        try:
+            ok = await client.connect()
+        except (OSError, ModbusException) as exc:  # a serial port that does not exist raises here
+            client.close()
+            raise DeviceUnreachable(self.device, f"cannot connect to {self.endpoint}: {exc}") from exc
+        if not ok:
+            client.close()
+            raise DeviceUnreachable(self.device, f"cannot connect to {self.endpoint}")
+        client.set_max_no_responses(1 << 30)  # we decide when a silent device's connection is dropped
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def read(self, table: str, address: int, count: int, points: Sequence[str] = ()) -> list[int] | list[bool]:
+        """``count`` registers (holding/input) or bits (coil/discrete) from ``address``."""
+        op = f"reading {table} {address}+{count}"
+        call = {"holding": "read_holding_registers", "input": "read_input_registers",
+                "coil": "read_coils", "discrete": "read_discrete_inputs"}.get(table)
+        if call is None:
+            raise ValueError(f"unknown table {table!r} (one of {TABLES})")
+        rsp = await self._exchange(op, points, lambda c: getattr(c, call)(address, count=count,
+                                                                        device_id=self.device_id))
+        if table in ("coil", "discrete"):
+            bits = list(getattr(rsp, "bits", []) or [])
+            if len(bits) < count:
+                raise CorruptResponse(self.device, f"{op}: {len(bits)} bits in the answer")
+            return [bool(b) for b in bits[:count]]
+        regs = list(getattr(rsp, "registers", []) or [])
+        if len(regs) != count:
+            raise CorruptResponse(self.device, f"{op}: {len(regs)} registers in the answer")
+        return regs
+
+    async def write(self, table: str, address: int, values: Sequence[int] | Sequence[bool],
+                    points: Sequence[str] = ()) -> None:
+        """Write registers (function 16, or 6 for one) or coils (15, or 5 for one)."""
+        op = f"writing {table} {address}+{len(values)}"
+        dev = self.device_id
+        if table == "holding":
+            regs = [int(v) for v in values]
+            if len(regs) == 1:
+                await self._exchange(op, points, lambda c: c.write_register(address, regs[0], device_id=dev))
+            else:
+                await self._exchange(op, points, lambda c: c.write_registers(address, regs, device_id=dev))
+        elif table == "coil":
+            bits = [bool(v) for v in values]
+            if len(bits) == 1:
+                await self._exchange(op, points, lambda c: c.write_coil(address, bits[0], device_id=dev))
+            else:
+                await self._exchange(op, points, lambda c: c.write_coils(address, bits, device_id=dev))
+        else:
+            raise ValueError(f"table {table!r} is read-only (writable: {WRITABLE})")
+
+    async def _exchange(self, op: str, points: Sequence[str], call):  # noqa: ANN001, ANN202
+        client = self._client
+        if client is None or not client.connected:
+            raise DeviceUnreachable(self.device, f"{op}: not connected")
+        last: Exception | None = None
+        for _attempt in range(1 + self.retries):
+            self.requests += 1
+            try:
+                rsp = await call(client)
+            except ConnectionException as exc:
+                self.close()
+                raise DeviceUnreachable(self.device, f"{op}: connection lost ({exc})") from exc
+            except ModbusIOException as exc:
+                if "No response" in str(exc) or "not responding" in str(exc):
+                    last = DeviceTimeout(self.device, f"{op}: no answer within {self.timeout_s * 1000:.0f} ms")
+                    continue
+                raise CorruptResponse(self.device, f"{op}: {exc}") from exc
+            except (ModbusException, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+                raise CorruptResponse(self.device, f"{op}: {exc}") from exc
+            if rsp.isError():
+                raise DeviceException(self.device, int(getattr(rsp, "exception_code", 0)), op, points)
+            return rsp
+        assert last is not None
+        raise last
