@@ -124,6 +124,7 @@ class Reading:
     value: Any
     at: float
     max_age_s: float
+    plausible: bool = True  # False: outside the map's range (a device fault: the controller decides)
 
     def age_s(self, now: float) -> float:
         return now - self.at
@@ -138,14 +139,19 @@ class LastValues(Mapping[str, Reading]):
     def __init__(self) -> None:
         self._readings: dict[str, Reading] = {}
 
-    def update(self, values: Mapping[str, Any], at: float, max_age_s: Mapping[str, float] | float) -> None:
+    def update(self, values: Mapping[str, Any], at: float, max_age_s: Mapping[str, float] | float,
+               implausible: frozenset[str] = frozenset()) -> None:
         for name, value in values.items():
             limit = max_age_s if isinstance(max_age_s, (int, float)) else max_age_s[name]
-            self._readings[name] = Reading(value, at, float(limit))
+            self._readings[name] = Reading(value, at, float(limit), name not in implausible)
 
     def stale(self, now: float) -> list[str]:
         """Names of the points whose last good value is older than its max age."""
         return sorted(name for name, r in self._readings.items() if r.is_stale(now))
+
+    def implausible(self) -> list[str]:
+        """Names of the points whose last value lies outside the map's range."""
+        return sorted(name for name, r in self._readings.items() if not r.plausible)
 
     def __getitem__(self, name: str) -> Reading:
         return self._readings[name]
