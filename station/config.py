@@ -15,6 +15,8 @@ Units live in the key names (``_kw``, ``_kwh``, ``_a``, ``_v``, ``_s``); SoC val
 
 from __future__ import annotations
 
+import copy
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +435,7 @@ class ConfigIssue:
     path: str
     rule: str
     severity: Literal["error", "warning"] = "error"
+    stage: Literal[1, 2] = 2  # 1: per field (pydantic), 2: site cross-check
 
     def __str__(self) -> str:
         return f"{self.path}: {self.rule}"
@@ -507,7 +510,12 @@ def _rule_from_error(err: dict[str, Any]) -> str:
 
 def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
     """Every error of a pydantic validation as key path + rule (shared by all YAML/JSON inputs)."""
-    return [ConfigIssue(_loc_to_path(e["loc"]), _rule_from_error(e)) for e in exc.errors()]
+    return [ConfigIssue(_loc_to_path(e["loc"]), _rule_from_error(e), stage=1) for e in exc.errors()]
+
+
+def cross_checks_skipped(issues: list[ConfigIssue]) -> bool:
+    """True when field errors other than unknown keys kept stage 2 from running (see validate_config)."""
+    return any(i.stage == 1 and i.rule != "unknown key" for i in issues)
 
 
 # --------------------------------------------------------------------------- cross-checks
@@ -695,8 +703,37 @@ def validate_config(data: Any, source: str = "") -> tuple[StationConfig | None, 
     try:
         cfg = StationConfig.model_validate(data)
     except ValidationError as exc:
-        return None, issues_from_validation_error(exc)
+        field_issues = issues_from_validation_error(exc)
+        return None, field_issues + _cross_check_without_unknown_keys(data, exc)
     return cfg, cross_check(cfg)
+
+
+def _cross_check_without_unknown_keys(data: dict[str, Any], exc: ValidationError) -> list[ConfigIssue]:
+    """Stage 2 on the file with its unknown keys left out, when they were its only field errors.
+
+    Why: a misspelt key is the most common slip, carries no meaning, and should not hide a duplicate
+    CAN channel or a matrix pointing at a missing gun until the next run. Any other field error (a wrong
+    type, a value out of range) leaves cross-checks unrun: checking a site with a guessed value in its
+    place would report findings that are not in the file.
+    """
+    errors = exc.errors()
+    if not errors or any(e["type"] != "extra_forbidden" for e in errors):
+        return []
+    pruned = copy.deepcopy(data)
+    for e in errors:
+        *parents, key = e["loc"]
+        node: Any = pruned
+        for part in parents:
+            if isinstance(node, dict) and part not in node:
+                continue  # a union's tag ("tcp") or validator step in the location, not a key of the file
+            node = node[part]
+        if isinstance(node, dict):
+            node.pop(key, None)
+    try:
+        cfg = StationConfig.model_validate(pruned)
+    except ValidationError:
+        return []
+    return cross_check(cfg)
 
 
 def read_yaml(path: str | Path) -> Any:

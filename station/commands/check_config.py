@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from station.config import ConfigError, json_schema, read_yaml, validate_config
+    from station.config import ConfigError, cross_checks_skipped, json_schema, read_yaml, validate_config
 
     if args.schema:
         print(json.dumps(json_schema(), indent=2))
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  error: {i}", file=sys.stderr)
         for i in warnings:
             print(f"  warning: {i}", file=sys.stderr)
+        if cross_checks_skipped(issues):
+            print("  (site cross-checks run once the field errors above are fixed)", file=sys.stderr)
         return 1
     print(summary(cfg))
     for i in warnings:

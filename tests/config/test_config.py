@@ -14,7 +14,15 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from station.config import ConfigError, json_schema, load_config, parse_module_ranges, read_yaml, validate_config
+from station.config import (
+    ConfigError,
+    cross_checks_skipped,
+    json_schema,
+    load_config,
+    parse_module_ranges,
+    read_yaml,
+    validate_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "config" / "station.yaml"
@@ -96,6 +104,36 @@ def test_all_errors_are_reported_at_once() -> None:
     d["dispensers"][1]["guns"][0]["id"] = "A1"
     d["bess"]["reserve_soc"] = 0.01
     assert len(errors_of(d)) >= 3
+
+
+def test_unknown_keys_do_not_hide_cross_check_errors() -> None:
+    """A misspelt key (stage 1) and a duplicate CAN channel (stage 2) in one file: one run lists both."""
+    d = demo()
+    d["grid"]["extra"] = 1
+    d["cabinets"][0]["modbus"]["extra"] = 2  # inside a tagged union (transport: tcp)
+    d["dispensers"][0]["guns"][1]["can"]["channel"] = "A1"
+    errs = errors_of(d)
+    assert "grid.extra: unknown key" in errs
+    assert "cabinets[0].modbus.extra: unknown key" in errs
+    assert any(e.startswith("dispensers[0].guns[1].can.channel: CAN channel 'A1' is already used") for e in errs), errs
+    cfg, issues = validate_config(d)
+    assert cfg is None and not cross_checks_skipped(issues)
+
+
+def test_other_field_errors_leave_cross_checks_unrun_and_say_so(tmp_path: Path) -> None:
+    """A value out of range is not replaced by a guess to cross-check the site: check-config says the
+    cross-checks come after the field errors are fixed."""
+    d = demo()
+    d["dispensers"][0]["guns"][0]["max_current_a"] = -5
+    d["dispensers"][0]["guns"][1]["can"]["channel"] = "A1"
+    cfg, issues = validate_config(d)
+    assert cfg is None and cross_checks_skipped(issues)
+    assert [str(i) for i in issues] == ["dispensers[0].guns[0].max_current_a: must be > 0"]
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(d))
+    run = subprocess.run([sys.executable, "-m", "station.cli", "check-config", str(f)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "max_current_a: must be > 0" in run.stderr and "cross-checks run once the field errors" in run.stderr
 
 
 def test_module_range_syntax() -> None:
