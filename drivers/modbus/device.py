@@ -23,6 +23,7 @@ told.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -35,7 +36,8 @@ from drivers.modbus.codec import Block, CodecError
 from drivers.modbus.errors import (CorruptResponse, DeviceUnreachable, ModbusDeviceError, PointError,
                                    ReadBackMismatch)
 from drivers.modbus.health import Health, HealthPolicy, LastValues, LinkHealth, Reading
-from drivers.modbus.link import Endpoint, Link
+from drivers.modbus.link import Endpoint, Link, SerialEndpoint, TcpEndpoint
+from drivers.modbus.poller import DevicePoller, Sleep
 from drivers.modbus.regmap import Point, RegisterMap
 from drivers.mqtt.backoff import Backoff
 
@@ -64,6 +66,19 @@ class DeviceConfig:
     backoff_max_s: float = 5.0
     poll_periods_s: Mapping[str, float] = field(default_factory=dict)  # overrides the map's periods
     max_age_s: Mapping[str, float] = field(default_factory=dict)
+
+
+def config_from_station(name: str, endpoint: Any, *, unit_offset: int = 0, **overrides: Any) -> DeviceConfig:
+    """A :class:`DeviceConfig` from a station config endpoint (``station.config.ModbusTcp``/``ModbusRtu``).
+
+    ``unit_offset``: the n-th module of a cabinet answers on ``unit_id + n`` behind the same endpoint.
+    """
+    if endpoint.transport == "tcp":
+        ep: Endpoint = TcpEndpoint(endpoint.host, endpoint.port)
+    else:
+        ep = SerialEndpoint(endpoint.serial_port, endpoint.baudrate, endpoint.parity, endpoint.stopbits)
+    return DeviceConfig(name, ep, device_id=endpoint.unit_id + unit_offset, timeout_s=endpoint.timeout_s,
+                        retries=endpoint.retries, **overrides)
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,10 @@ class ModbusDevice:
         self._fault_words = [p.name for p in regmap.points.values() if p.fault_bits()]
 
     # -- what the poller and the controller call ---------------------------------------------------
+
+    def poller(self, sleep: Sleep = asyncio.sleep) -> DevicePoller:
+        """The poll loop of this device: its groups at their periods, on this device's clock."""
+        return DevicePoller(self.name, self.poll_periods, self.poll, clock=self._clock, sleep=sleep)
 
     def plan(self, group: str) -> list[Block]:
         """The batched reads of a poll group (what one poll sends)."""
