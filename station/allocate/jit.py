@@ -4,7 +4,7 @@ The cache matters at start-up (measured in docs/benchmarks.md: a cold compile ta
 a fraction of that). A deployed install is read-only, so the cache must go elsewhere:
 
 * ``NUMBA_CACHE_DIR`` if set (the operator decides);
-* else ``$CACHE_DIRECTORY/numba`` when run by systemd with ``CacheDirectory=`` (systemd/station.service);
+* else ``$CACHE_DIRECTORY/numba`` when run by systemd with ``CacheDirectory=`` (docs/deployment.md);
 * else Numba's own default (next to the sources, or the user's cache directory).
 
 If no location is writable the kernels still work, compiled at every start, with one warning per process
