@@ -298,7 +298,8 @@ class ModuleState:
 
 
 def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleState, list[float]]:
-    """Switch modules so each gun's capacity covers ``desired`` with the fewest changes.
+    """Switch modules so each gun's capacity covers ``desired`` with few changes (greedy, see below: a
+    gun keeps what it has, free modules before drained ones; not a proven minimum, docs/allocation.md).
 
     Returns the new module state and each gun's usable capacity (switched in, available, not draining).
     """
