@@ -5,13 +5,17 @@ ends to canonicalise numbers and key order identically (RFC 8785), a classic sou
 side, invalid on the other". JWS signs the exact bytes it carries, and every operator platform has a
 JOSE library. A signed message looks like::
 
-    {"protected": b64url('{"alg":"HS256","kid":"op-2026"}'),
+    {"protected": b64url('{"alg":"HS256","kid":"op-2026","station":"hub-1"}'),
      "payload":   b64url(<the setpoint or schedule JSON>),
      "signature": b64url(sig over ASCII(protected + "." + payload))}
 
 ``alg`` is ``HS256`` (HMAC-SHA256) or ``EdDSA`` (Ed25519). The verifier accepts only the algorithm the
 station is configured for (no algorithm confusion, no ``none``), and ``kid`` must match when a key id is
-configured. Replay protection is not here: the dispatch manager checks ``seq`` and ``issued_at``.
+configured. ``station`` names the station the message is for, inside the signed header: an operator
+signs a whole fleet with one key, so without it a setpoint signed for station A, captured and published
+to station B's topic, would verify there too (the topic itself is not signed). A verifier built for a
+station refuses a header that names no station or another one. Replay protection of the rest is not
+here: the dispatch manager checks ``seq`` and ``issued_at``.
 """
 
 from __future__ import annotations
@@ -53,12 +57,16 @@ def b64url_decode(text: str) -> bytes:
 # ---------------------------------------------------------------------------- signing (operator side)
 
 
-def sign(content: bytes, key: bytes | Ed25519PrivateKey, kid: str | None = None) -> bytes:
-    """Wrap ``content`` in a JWS envelope: HS256 for a bytes key, EdDSA for an Ed25519 private key.
+def sign(content: bytes, key: bytes | Ed25519PrivateKey, kid: str | None = None,
+         station: str | None = None) -> bytes:
+    """Wrap ``content`` in a JWS envelope: HS256 for a bytes key, EdDSA for an Ed25519 private key;
+    ``station`` goes into the protected header (the station the message is for).
     Used by the operator tooling, the HIL grid-operator publisher, the tests and the benchmark."""
     header: dict[str, Any] = {"alg": "EdDSA" if isinstance(key, Ed25519PrivateKey) else "HS256"}
     if kid is not None:
         header["kid"] = kid
+    if station is not None:
+        header["station"] = station
     protected = b64url(json.dumps(header, separators=(",", ":")).encode())
     payload = b64url(content)
     signing_input = f"{protected}.{payload}".encode("ascii")
@@ -74,9 +82,10 @@ def sign(content: bytes, key: bytes | Ed25519PrivateKey, kid: str | None = None)
 
 
 class JwsVerifier:
-    """A :data:`station.dispatch.Verifier` for one algorithm and key."""
+    """A :data:`station.dispatch.Verifier` for one algorithm and key; with ``station``, only for messages
+    whose signed header names that station."""
 
-    def __init__(self, key: bytes | Ed25519PublicKey, kid: str | None = None) -> None:
+    def __init__(self, key: bytes | Ed25519PublicKey, kid: str | None = None, station: str | None = None) -> None:
         if isinstance(key, Ed25519PublicKey):
             self.alg = "EdDSA"
         else:
@@ -85,6 +94,7 @@ class JwsVerifier:
             self.alg = "HS256"
         self._key = key
         self._kid = kid
+        self._station = station
 
     def __call__(self, message: bytes) -> bytes:
         try:
@@ -115,6 +125,11 @@ class JwsVerifier:
             raise SignatureError(Reason.SIGNATURE_INVALID, "JWS crit extensions are not supported")
         if self._kid is not None and header.get("kid") != self._kid:
             raise SignatureError(Reason.SIGNATURE_INVALID, f"kid {header.get('kid')!r} is not the configured key id")
+        if self._station is not None and header.get("station") != self._station:
+            named = header.get("station")
+            raise SignatureError(Reason.SIGNATURE_INVALID,
+                                 "signed header names no station" if named is None else
+                                 f"signed for station {str(named)[:64]!r}, this is {self._station!r}")
         signing_input = f"{protected}.{payload}".encode("ascii")
         if isinstance(self._key, Ed25519PublicKey):
             try:
@@ -139,8 +154,9 @@ def load_ed25519_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def verifier_from_config(signing: SigningConfig, base_dir: Path = Path(".")) -> Verifier:
-    """Build the dispatch verifier from ``mqtt.signing`` (key paths relative to the config file)."""
+def verifier_from_config(signing: SigningConfig, station_id: str, base_dir: Path = Path(".")) -> Verifier:
+    """Build the dispatch verifier of station ``station_id`` from ``mqtt.signing`` (key paths relative
+    to the config file); it accepts only messages signed for this station."""
     if signing.mode == "none":
         return no_signature
     if not signing.key_file:
@@ -148,5 +164,5 @@ def verifier_from_config(signing: SigningConfig, base_dir: Path = Path(".")) -> 
     path = Path(signing.key_file)
     path = path if path.is_absolute() else base_dir / path
     if signing.mode == "hmac-sha256":
-        return JwsVerifier(load_hmac_key(path), signing.key_id)
-    return JwsVerifier(load_ed25519_public_key(path), signing.key_id)
+        return JwsVerifier(load_hmac_key(path), signing.key_id, station_id)
+    return JwsVerifier(load_ed25519_public_key(path), signing.key_id, station_id)

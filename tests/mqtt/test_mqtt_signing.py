@@ -88,13 +88,31 @@ def test_replay_of_a_valid_signed_message_is_refused() -> None:
 
 def test_verifier_from_config_reads_key_files(tmp_path: Path) -> None:
     (tmp_path / "hmac.key").write_bytes(HMAC_KEY + b"\n")
-    v = verifier_from_config(SigningConfig(mode="hmac-sha256", key_file="hmac.key"), tmp_path)
-    assert v(sign(b'{"a":1}', HMAC_KEY)) == b'{"a":1}'
+    v = verifier_from_config(SigningConfig(mode="hmac-sha256", key_file="hmac.key"), "st-1", tmp_path)
+    assert v(sign(b'{"a":1}', HMAC_KEY, station="st-1")) == b'{"a":1}'
     operator = Ed25519PrivateKey.generate()
     pem = operator.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "op.pub").write_bytes(pem)
-    v = verifier_from_config(SigningConfig(mode="ed25519", key_file=str(tmp_path / "op.pub"), key_id="k1"))
-    assert v(sign(b"[]", operator, kid="k1")) == b"[]"
+    v = verifier_from_config(SigningConfig(mode="ed25519", key_file=str(tmp_path / "op.pub"), key_id="k1"), "st-1")
+    assert v(sign(b"[]", operator, kid="k1", station="st-1")) == b"[]"
     (tmp_path / "short.key").write_bytes(b"tooshort")
     with pytest.raises(ValueError, match="at least 32 bytes"):
-        verifier_from_config(SigningConfig(mode="hmac-sha256", key_file="short.key"), tmp_path)
+        verifier_from_config(SigningConfig(mode="hmac-sha256", key_file="short.key"), "st-1", tmp_path)
+
+
+def test_a_message_signed_for_another_station_is_refused() -> None:
+    """One operator key signs the whole fleet: a setpoint captured on station A's topic and published
+    to station B's must not verify at B, although its signature is genuine."""
+    at_b = DispatchManager.from_config(DEMO, JwsVerifier(HMAC_KEY, station="st-b"))
+    for_a = sign(encode(setpoint(7)), HMAC_KEY, station="st-a")
+    ack = at_b.submit(for_a, NOW)[0]
+    assert ack.reason is Reason.SIGNATURE_INVALID and "signed for station 'st-a', this is 'st-b'" in ack.detail
+    unbound = sign(encode(setpoint(8)), HMAC_KEY)  # no station in the signed header
+    ack = at_b.submit(unbound, NOW)[0]
+    assert ack.reason is Reason.SIGNATURE_INVALID and ack.detail == "signed header names no station"
+    assert at_b.limits_at(NOW).source == "fallback"  # nothing was accepted
+    assert at_b.submit(sign(encode(setpoint(9)), HMAC_KEY, station="st-b"), NOW)[0].accepted
+    operator = Ed25519PrivateKey.generate()
+    ed_at_b = DispatchManager.from_config(DEMO, JwsVerifier(operator.public_key(), station="st-b"))
+    assert ed_at_b.submit(sign(encode(setpoint(1)), operator, station="st-a"), NOW)[0].reason is Reason.SIGNATURE_INVALID
+    assert ed_at_b.submit(sign(encode(setpoint(2)), operator, station="st-b"), NOW)[0].accepted
