@@ -364,9 +364,9 @@ class Controller:
         with self._cv:
             self._cv.notify_all()
 
-    def wait_committed(self, n: int) -> None:
+    def wait_committed(self, n: int, timeout: float = WAIT_S) -> None:
         with self._cv:
-            ok = self._cv.wait_for(lambda: len(self.committed) >= n or self.proc.poll() is not None, WAIT_S)
+            ok = self._cv.wait_for(lambda: len(self.committed) >= n or self.proc.poll() is not None, timeout)
         stderr = "" if self.proc.poll() is None else (self.proc.stderr.read() if self.proc.stderr else "")
         assert ok and len(self.committed) >= n, f"controller committed {len(self.committed)} < {n}\n{stderr}"
 
