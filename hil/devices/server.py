@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,9 +113,10 @@ class SimServer:
         async def no_such_unit(*_: object) -> ExcCodes:
             return ExcCodes.GATEWAY_NO_RESPONSE
 
-        empty = [SimData(address=0, datatype=DataType.INVALID)]
-        bits = [SimData(address=0, values=[False], datatype=DataType.BITS)]
-        return SimDevice(id=0, simdata=(bits, list(bits), empty, list(empty)), action=no_such_unit)
+        # the whole address space, so that every request reaches the action (and its 0x0B)
+        regs = [SimData(address=0, count=65536, values=0, datatype=DataType.REGISTERS)]
+        bits = [SimData(address=0, values=[0] * 4096, datatype=DataType.BITS)]
+        return SimDevice(id=0, simdata=(bits, list(bits), regs, list(regs)), action=no_such_unit)
 
     # ------------------------------------------------------------------ per request
 
@@ -216,6 +216,3 @@ class SimServer:
         self._thread.join(timeout=5)
         self._loop = None
 
-
-def listen_address(host: str, port: int) -> str:
-    return f"{host}:{port}" if os.name else host
