@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "bms": "hil.bms.cli",
     "sim": "hil.commands.sim",
     "compare": "hil.commands.compare",
+    "device": "hil.devices.cli",
 }
 
 

@@ -107,6 +107,8 @@ class DeviceSim:
         points = self.images[unit].apply_write(table, address, words)
         self.writes.append(Write(unit, table, address, tuple(words), points, self.now))
         self._on_write(unit, points)
+        self._refresh()  # a command's immediate effects (a reset fault word, a status bit) show at once
+        self._apply_forced()
 
     # ------------------------------------------------------------------ observation
 
