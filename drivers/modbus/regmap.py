@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from station.config import ConfigIssue, issues_from_validation_error, read_yaml
+from station.config import ConfigError, ConfigIssue, issues_from_validation_error, read_yaml
 
 Table = Literal["holding", "input", "coil", "discrete"]
 PointType = Literal["u16", "s16", "u32", "s32", "f32", "string", "bits16", "bits32", "bool"]
@@ -208,14 +208,9 @@ class RegisterMap(_Strict):
         return {p.scale for p in self.points.values() if isinstance(p.scale, str)}
 
 
-class MapError(Exception):
-    """Every problem of a map (``.issues``: list of :class:`ConfigIssue` with ``path`` and ``rule``)."""
-
-    def __init__(self, issues: list[ConfigIssue], source: str = "") -> None:
-        self.issues = issues
-        self.source = source
-        head = f"{source}: " if source else ""
-        super().__init__(head + f"{len(issues)} error(s)\n" + "\n".join(f"  {i}" for i in issues))
+class MapError(ConfigError):
+    """Every problem of a map (``.issues``: list of :class:`ConfigIssue` with ``path`` and ``rule``); the
+    station file's error, so the two share one message format and one handler."""
 
 
 # --------------------------------------------------------------------------- cross-checks
