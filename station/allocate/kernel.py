@@ -365,6 +365,66 @@ def heap_pop(heap, size):
 
 
 @njit
+def pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available, idle, g, deficit,
+              at_least):
+    """The free module for gun g (reference.pick_free): with ``at_least`` < 0, the smallest that covers
+    ``deficit`` alone, else the largest; with ``at_least`` >= 0 (a replacement), the smallest of at least
+    that capacity. Ties: the least versatile, then the lowest index. -1 if there is none.
+
+    Modules of a group are identical, so each group offers one candidate: its lowest-index free module.
+    ``cursor[gr]`` walks the group's members in index order past those no longer free; nothing becomes
+    free during the assignment, so the walk is amortised over the call."""
+    cov = -1
+    cov_kw = 0.0
+    cov_deg = 0
+    big = -1
+    big_kw = 0.0
+    big_deg = 0
+    for k in range(gg_ptr[g], gg_ptr[g + 1]):
+        kw = gg_kw[k]
+        if kw <= 0.0:
+            continue
+        gr = gg_grp[k]
+        c = cursor[gr]
+        while c < grp_end[gr]:
+            m = grp_mem[c]
+            if mod_gun[m] < 0 and available[m] and idle[m]:
+                break
+            c += 1
+        cursor[gr] = c
+        if c == grp_end[gr]:
+            continue
+        m = grp_mem[c]
+        deg = grp_ptr[gr + 1] - grp_ptr[gr]
+        covers = kw >= at_least if at_least >= 0.0 else kw >= deficit - EPS
+        if covers and (cov < 0 or kw < cov_kw or (kw == cov_kw and (deg < cov_deg or (deg == cov_deg and m < cov)))):
+            cov = m
+            cov_kw = kw
+            cov_deg = deg
+        if big < 0 or kw > big_kw or (kw == big_kw and (deg < big_deg or (deg == big_deg and m < big))):
+            big = m
+            big_kw = kw
+            big_deg = deg
+    if cov >= 0 or at_least >= 0.0:
+        return cov
+    return big
+
+
+@njit
+def switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have, m, g, vg):
+    """Switch free module m in to gun g at voltage vg (it is idle: no current flows yet)."""
+    mod_gun[m] = g
+    surplus_s[m] = 0.0
+    fresh[m] = True
+    own_kw[m] = module_kw_at(mod_in, m, vg)
+    have[g] += own_kw[m]
+    gr = int(mod_in[m, M_GROUP])
+    for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
+        if pair_kw[k] > 0.0:
+            free_count[grp_guns[k]] -= 1
+
+
+@njit
 def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, pair_kw,
                    need, mod_gun, draining, surplus_s):
     """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and returns each
@@ -436,7 +496,8 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
         elif mod_gun[m] >= 0:
             surplus_s[m] = 0.0
 
-    # c) free modules to short guns, one at a time: highest class, then least capacity, then index
+    # c) free modules to short guns, one at a time: highest class, then least capacity, then index; a gun
+    #    with no free module in reach tries an augmenting path over modules switched in by this call
     n_grp = grp_ptr.shape[0] - 1
     free_in_group = np.zeros(n_grp, dtype=np.int64)
     for m in range(nm):
@@ -448,37 +509,126 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
             for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
                 if pair_kw[k] > 0.0:
                     free_count[grp_guns[k]] += free_in_group[gr]
-    heap = np.empty((n + nm + 1, 3))  # each assignment pushes at most one entry back
+    # each group's members in index order, and the groups each gun reaches with their capacity there
+    grp_end = np.zeros(n_grp, dtype=np.int64)
+    for m in range(nm):
+        grp_end[int(mod_in[m, M_GROUP])] += 1
+    cursor = np.empty(n_grp, dtype=np.int64)
+    start = 0
+    for gr in range(n_grp):
+        cursor[gr] = start
+        start += grp_end[gr]
+        grp_end[gr] = cursor[gr]
+    grp_mem = np.empty(nm, dtype=np.int64)
+    for m in range(nm):
+        gr = int(mod_in[m, M_GROUP])
+        grp_mem[grp_end[gr]] = m
+        grp_end[gr] += 1
+    gg_ptr = np.zeros(n + 1, dtype=np.int64)
+    for k in range(grp_guns.shape[0]):
+        gg_ptr[grp_guns[k] + 1] += 1
+    for g in range(n):
+        gg_ptr[g + 1] += gg_ptr[g]
+    fill = gg_ptr[:n].copy()
+    gg_grp = np.empty(grp_guns.shape[0], dtype=np.int64)
+    gg_kw = np.empty(grp_guns.shape[0])
+    for gr in range(n_grp):
+        for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
+            g = grp_guns[k]
+            gg_grp[fill[g]] = gr
+            gg_kw[fill[g]] = pair_kw[k]
+            fill[g] += 1
+    fresh = np.zeros(nm, dtype=np.bool_)
+    stuck = np.zeros(n, dtype=np.bool_)
+    came_from = np.empty(nm, dtype=np.int64)
+    seen = np.zeros(nm, dtype=np.int64)  # stamp of the search that reached a module
+    stamp = 0
+    queue = np.empty(nm, dtype=np.int64)
+    heap_cap = 2 * (n + nm) + 4
+    heap = np.empty((heap_cap, 3))  # every short gun that is not stuck has an entry with its current key
     size = 0
     for g in range(n):
-        if free_count[g] > 0 and have[g] < need[g] - EPS:
+        if have[g] < need[g] - EPS:
             size = heap_push(heap, size, gun_in[g, G_PRIORITY], have[g], g)
     while size > 0:
         g = int(heap[0, 2])
         stale = heap[0, 1] != have[g]
         size = heap_pop(heap, size)
-        if stale or free_count[g] <= 0 or not have[g] < need[g] - EPS:
-            continue  # lazily deleted: its key changed or it has nothing left to take
+        if stale or stuck[g] or not have[g] < need[g] - EPS:
+            continue  # lazily deleted: its key changed, or it is done
         vg = gun_in[g, G_VOLTAGE]
         pick = -1
-        pick_deg = 0
-        for k in range(gun_ptr[g], gun_ptr[g + 1]):
-            m = gun_mods[k]
-            if mod_gun[m] < 0 and available[m] and idle[m]:
-                deg = mod_ptr[m + 1] - mod_ptr[m]
-                if (pick < 0 or deg < pick_deg or (deg == pick_deg and m < pick)) and module_kw_at(mod_in, m, vg) > 0.0:
-                    pick = m
-                    pick_deg = deg
-        mod_gun[pick] = g
-        surplus_s[pick] = 0.0
-        own_kw[pick] = module_kw_at(mod_in, pick, vg)
-        have[g] += own_kw[pick]
-        gr = int(mod_in[pick, M_GROUP])
-        for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
-            if pair_kw[k] > 0.0:
-                free_count[grp_guns[k]] -= 1
-        if free_count[g] > 0 and have[g] < need[g] - EPS:
+        if free_count[g] > 0:
+            pick = pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available, idle,
+                             g, need[g] - have[g], -1.0)
+        touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
+        if pick >= 0:
+            switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have,
+                      pick, g, vg)
+        else:
+            stamp += 1
+            qt = 0
+            for k in range(gun_ptr[g], gun_ptr[g + 1]):
+                m = gun_mods[k]
+                if fresh[m] and mod_gun[m] != g and module_kw_at(mod_in, m, vg) > 0.0:
+                    seen[m] = stamp
+                    came_from[m] = -1
+                    queue[qt] = m
+                    qt += 1
+            qh = 0
+            end = -1
+            rep = -1
+            while qh < qt:
+                m = queue[qh]
+                qh += 1
+                y = mod_gun[m]
+                if free_count[y] > 0:
+                    rep = pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available,
+                                    idle, y, 0.0, own_kw[m])
+                    if rep >= 0:
+                        end = m
+                        break
+                vy = gun_in[y, G_VOLTAGE]
+                for k in range(gun_ptr[y], gun_ptr[y + 1]):
+                    r = gun_mods[k]
+                    if (fresh[r] and seen[r] != stamp and mod_gun[r] != g and mod_gun[r] != y
+                            and module_kw_at(mod_in, r, vy) >= own_kw[m]):
+                        seen[r] = stamp
+                        came_from[r] = m
+                        queue[qt] = r
+                        qt += 1
+            if end < 0:
+                stuck[g] = True
+                continue
+            y = mod_gun[end]
+            switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have,
+                      rep, y, gun_in[y, G_VOLTAGE])
+            queue[0] = y
+            touched = 1
+            c = end
+            while True:  # walk the path back: each module moves to the gun of the one before it, the first to g
+                prev = came_from[c]
+                to = mod_gun[prev] if prev >= 0 else g
+                have[mod_gun[c]] -= own_kw[c]
+                mod_gun[c] = to
+                own_kw[c] = module_kw_at(mod_in, c, gun_in[to, G_VOLTAGE])
+                have[to] += own_kw[c]
+                if prev < 0:
+                    break
+                queue[touched] = to
+                touched += 1
+                c = prev
+        if size + touched + 2 > heap_cap:  # rebuild without the stale entries
+            size = 0
+            for h in range(n):
+                if not stuck[h] and have[h] < need[h] - EPS:
+                    size = heap_push(heap, size, gun_in[h, G_PRIORITY], have[h], h)
+        if have[g] < need[g] - EPS:
             size = heap_push(heap, size, gun_in[g, G_PRIORITY], have[g], g)
+        for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
+            h = queue[i]
+            if not stuck[h] and have[h] < need[h] - EPS:
+                size = heap_push(heap, size, gun_in[h, G_PRIORITY], have[h], h)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0

@@ -13,7 +13,8 @@ One cycle, in order:
    rises by the margin each cycle, and disappears once it no longer binds (``closed_loop``).
 2. **Module assignment** (when modules are given). A *desired* allocation is computed with every
    reachable module counted; guns whose switched-in modules cannot carry their desired power get free
-   modules first (highest class first, then the gun with the least capacity), then modules drained
+   modules first, one at a time (highest class first, then the gun with the least capacity; a gun with
+   no free module in reach re-points one switched in this cycle through an augmenting path), then modules drained
    from surplus guns, lower classes, or same-class guns with clearly more.  A module changes guns only
    through *draining*: commanded to zero current, released once its current is ~0, then switched.
    Surplus modules are released only after ``module_release_hold_s`` and a margin (hysteresis).
@@ -298,8 +299,11 @@ class ModuleState:
 
 
 def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleState, list[float]]:
-    """Switch modules so each gun's capacity covers ``desired`` with few changes (greedy, see below: a
-    gun keeps what it has, free modules before drained ones; not a proven minimum, docs/allocation.md).
+    """Switch modules so each gun's capacity covers ``desired`` with few changes: a gun keeps what it
+    has, free modules go before drained ones.  With free modules only, the number switched in is the
+    minimum whenever every gun sees one module size (each module covers the same share of a gun's
+    deficit, so one module per step plus augmenting paths is exact); with mixed sizes covering is bin
+    covering (NP-hard) and the rule is a heuristic whose gap is measured (docs/allocation.md).
 
     Returns the new module state and each gun's usable capacity (switched in, available, not draining).
     """
@@ -362,26 +366,71 @@ def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleSt
     def rank(g: int) -> tuple[int, float, int]:
         return (guns[g].priority, have[g], g)
 
-    # c) free modules to short guns: one at a time, to the highest class, then the least capacity
+    # c) free modules to short guns, one at a time: to the highest class, then the least capacity.  A
+    #    gun with no free module in reach may still get one through an augmenting path: it takes a module
+    #    switched in by this same call (still idle, so re-pointing it costs no switching) from another gun,
+    #    which takes an at-least-as-large replacement, free or again re-pointed (pick_free, augment).
     n_allowed = [len(m.allowed) for m in mods]
+    fresh = [False] * len(mods)  # switched in by this call
+    stuck = [False] * n  # no free module and no augmenting path: stays so for the rest of the call
+
+    def is_free(m: int) -> bool:
+        return st.gun[m] < 0 and mods[m].available and idle[m]
+
+    def pick_free(g: int, deficit: float) -> int:
+        """The free module for g: the smallest that covers the deficit alone, else the largest; among
+        equals the least versatile (keep versatile modules for later), then the lowest index."""
+        cand = [m for m in range(len(mods)) if is_free(m) and g in mods[m].allowed and kw(m, g) > 0]
+        covering = [m for m in cand if kw(m, g) >= deficit - EPS]
+        if covering:
+            return min(covering, key=lambda m: (kw(m, g), n_allowed[m], m))
+        if cand:
+            return min(cand, key=lambda m: (-kw(m, g), n_allowed[m], m))
+        return -1
+
+    def switch_in(m: int, g: int) -> None:
+        st.gun[m], st.surplus_s[m], fresh[m] = g, 0.0, True
+        have[g] += kw(m, g)
+
+    def move(m: int, to: int) -> None:
+        have[st.gun[m]] -= kw(m, st.gun[m])
+        st.gun[m] = to
+        have[to] += kw(m, to)
+
+    def augment(g: int) -> bool:
+        """Breadth-first over fresh modules, lowest index first at each step."""
+        came_from = {m: -1 for m in range(len(mods))
+                     if fresh[m] and st.gun[m] != g and g in mods[m].allowed and kw(m, g) > 0}
+        queue = list(came_from)
+        for m in queue:  # the queue grows while it is walked
+            y = st.gun[m]
+            rep = [r for r in range(len(mods)) if is_free(r) and y in mods[r].allowed and kw(r, y) >= kw(m, y)]
+            if rep:
+                chain = [m]
+                while came_from[chain[-1]] >= 0:
+                    chain.append(came_from[chain[-1]])
+                targets = [st.gun[c] for c in chain[1:]] + [g]
+                switch_in(min(rep, key=lambda r: (kw(r, y), n_allowed[r], r)), y)
+                for c, to in zip(chain, targets):
+                    move(c, to)
+                return True
+            for r in range(len(mods)):
+                if (fresh[r] and r not in came_from and st.gun[r] not in (g, y) and y in mods[r].allowed
+                        and kw(r, y) >= kw(m, y)):
+                    came_from[r] = m
+                    queue.append(r)
+        return False
+
     while True:
-        short = sorted((g for g in range(n) if have[g] < need[g] - EPS), key=rank)
-        done = False
-        for g in short:
-            free = [
-                m
-                for m in range(len(mods))
-                if st.gun[m] < 0 and mods[m].available and idle[m] and g in mods[m].allowed and kw(m, g) > 0
-            ]
-            if free:
-                m = min(free, key=lambda m: (n_allowed[m], m))  # keep versatile modules for later
-                st.gun[m] = g
-                st.surplus_s[m] = 0.0
-                have[g] += kw(m, g)
-                done = True
-                break
-        if not done:
+        short = sorted((g for g in range(n) if not stuck[g] and have[g] < need[g] - EPS), key=rank)
+        if not short:
             break
+        g = short[0]
+        m = pick_free(g, need[g] - have[g])
+        if m >= 0:
+            switch_in(m, g)
+        elif not augment(g):
+            stuck[g] = True
 
     # d) still short: drain a module from someone who can spare it
     for g in sorted((g for g in range(n) if have[g] < need[g] - EPS), key=rank):

@@ -153,22 +153,29 @@ def test_max_min_fair_within_a_class_and_classes_in_order(inp: AllocationInput) 
             starved_class = c
 
 
+def bess_bounds(inp: AllocationInput, top: float) -> tuple[float, float]:
+    """The BESS power window when serving vehicles (no target): it may charge up to its physical limit and
+    support up to its reserve, except that the planner's `charge_min_kw` (as far as the grid window has
+    room for it after aux) is charged before any vehicle, so then it cannot support at all."""
+    lim = bess_limits(inp)
+    forced = min(max(inp.bess.charge_min_kw, 0.0), lim["charge"], max(0.0, top - inp.aux_load_kw))
+    return -lim["charge"], (-forced if forced > 0 else lim["support"])
+
+
 def lp_max_served(inp: AllocationInput, out: Allocation) -> tuple[float, list[float]] | None:
     """Lexicographic LP without a target: for each class in order, the most it can get given the classes
     before it. Constraints are the physical ones: gun bounds, grid window, BESS power/SoC/reserve."""
     n = len(inp.guns)
     up = upper_bounds(inp, out)
     eff = [g.efficiency for g in inp.guns]
-    lim = bess_limits(inp)
     top = ramp_window_top(inp)
-    forced = min(max(inp.bess.charge_min_kw, 0.0), lim["charge"], max(0.0, top - inp.aux_load_kw))
-    b_hi = -forced if forced > 0 else lim["support"]
+    b_lo, b_hi = bess_bounds(inp, top)
     if top - inp.aux_load_kw + b_hi < 0:
         return None  # hold mode: grid first, not a served-power optimisation
     # x = [p_0 .. p_{n-1}, b];  sum(p/eff) - b <= top - aux
     a_ub = [[1.0 / e for e in eff] + [-1.0]]
     b_ub = [top - inp.aux_load_kw]
-    bounds = [(0.0, u) for u in up] + [(-lim["charge"], b_hi)]
+    bounds = [(0.0, u) for u in up] + [(b_lo, b_hi)]
     fixed: list[tuple[list[float], float]] = []
     per_class = []
     for c in sorted({g.priority for g in inp.guns}):
