@@ -10,16 +10,13 @@ python-can's readers. Exit status: 0 decoded (even with bad records), 1 the log 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from drivers.gbt27930.candump import LogFrame, LogLineError, read_candump
 from drivers.gbt27930.decode import decode_log
-from drivers.gbt27930.frame import Frame
 
 HELP = "GB/T 27930 vehicle link: decode CAN captures, render the session state diagram"
 
@@ -34,43 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--pretty", action="store_true", help="indent the JSON (one object per block)")
     dia = sub.add_parser("diagram", help="render the session state diagram (Mermaid and Graphviz dot)")
     dia.add_argument("--out", default="docs", help="directory to write gbt27930-states.{mmd,dot} into")
-
-
-class LogUnreadable(Exception):
-    """A log python-can cannot open: unknown suffix, missing optional package (asammdf for .mf4), bad header."""
-
-
-def _open_python_can_log(path: str) -> Iterator[LogFrame | LogLineError]:
-    """Frames of any python-can log format, as LogFrame (error frames and 11-bit frames are skipped). The
-    file is opened here, so a log that cannot be read at all fails before anything is printed."""
-    import can  # only here: the codec stays free of python-can
-
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    try:
-        # ASC stores times relative to its header's date: ask for absolute ones, like every other format
-        # (python-can 4.6.1's LogReader drops keyword arguments for .gz files, so open those here)
-        if suffixes[-1:] == [".asc"]:
-            reader = can.ASCReader(path, relative_timestamp=False)
-        elif suffixes[-2:] == [".asc", ".gz"]:
-            reader = can.ASCReader(gzip.open(path, "rt"), relative_timestamp=False)
-        else:
-            reader = can.LogReader(path)
-    except Exception as exc:  # each python-can reader fails its own way (ValueError, struct.error, sqlite3...)
-        raise LogUnreadable(f"{type(exc).__name__}: {exc}") from exc
-    return _python_can_frames(reader)
-
-
-def _python_can_frames(reader: Any) -> Iterator[LogFrame | LogLineError]:
-    count = 0
-    with reader:
-        try:
-            for msg in reader:
-                count += 1
-                if msg.is_error_frame or not msg.is_extended_id or msg.is_remote_frame:
-                    continue
-                yield LogFrame(msg.timestamp, str(msg.channel or ""), Frame(msg.arbitration_id, bytes(msg.data)))
-        except Exception as exc:  # a corrupt or truncated file: keep what was decoded, say where it broke
-            yield LogLineError(None, f"log unreadable after {count} frames: {type(exc).__name__}: {exc}")
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -88,8 +48,10 @@ def _decode(args: argparse.Namespace) -> int:
         if suffix in CANDUMP_SUFFIXES and p.suffix.lower() != ".gz":
             items = read_candump(p.open(encoding="ascii", errors="replace"))
         else:
+            from drivers.can.logs import LogUnreadable, open_python_can_log  # python-can only when needed
+
             try:
-                items = _open_python_can_log(path)
+                items = open_python_can_log(path)
             except LogUnreadable as exc:
                 print(f"station gbt decode: {path}: cannot read: {exc}", file=sys.stderr)
                 return 2
