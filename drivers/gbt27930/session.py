@@ -678,7 +678,7 @@ class ChargerSession:
                        f"precharge not done within {t.precharge_s:g} s",
                        CST(fault_stop=State2.ON, other_fault=State2.ON), ("CST SPN3522 other_fault",))
         elif name == "pause":
-            self._stop(Trigger.VEHICLE_FAULT, now, Attribution.VEHICLE_TIMEOUT, "pause_timeout",
+            self._stop(Trigger.PAUSE_TIMEOUT, now, Attribution.VEHICLE_TIMEOUT, "pause_timeout",
                        f"vehicle paused charging (BSM) for more than {t.pause_s:g} s",
                        CST(conditions_reached=State2.ON), ("BSM SPN3096 forbidden", "CST SPN3521 conditions_reached"))
         elif name == "error_hold":

@@ -43,6 +43,7 @@ class Trigger(enum.Enum):
     BCL_AND_BCS = "BCL and BCS received"
     BSM_PAUSE = "BSM not allowed"
     BSM_RESUME = "BSM allowed"
+    PAUSE_TIMEOUT = "paused too long (10 min)"
     TIMEOUT = "vehicle timeout"
     BEM = "BEM received"
     BST = "BST received"
@@ -97,6 +98,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _row(P.OUTPUT_READY, T.BCL_AND_BCS, P.CHARGING),
     _row(P.CHARGING, T.BSM_PAUSE, P.PAUSED),
     _row(P.PAUSED, T.BSM_RESUME, P.CHARGING),
+    _row(P.PAUSED, T.PAUSE_TIMEOUT, P.STOPPING),
     # recoverable communication faults: CEM, then restart from identification (at most 3 times)
     _row(WAITING_ON_VEHICLE, T.TIMEOUT, P.ERROR),
     _row(RUNNING - {P.HANDSHAKE, P.INSULATION}, T.BEM, P.ERROR),

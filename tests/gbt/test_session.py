@@ -23,7 +23,7 @@ from drivers.gbt27930.events import (
 from drivers.gbt27930.frame import Frame
 from drivers.gbt27930.messages import BCL, BCP, BRO, BSD, BSM, BST, CCS, CEM, CML, CRM, CST, Permission, State2
 from drivers.gbt27930.session import ChargerSession, SessionConfig, SessionUsageError, Timeouts
-from drivers.gbt27930.transitions import Phase
+from drivers.gbt27930.transitions import Phase, Trigger
 from drivers.gbt27930.transport import TP_CM_PGN
 from hil.bms.pair import IdealPowerStage, InMemoryLink
 from hil.bms.simulator import BST_REASONS, BmsSimulator, BmsTimeouts, FaultKnobs
@@ -283,6 +283,8 @@ def test_pause_longer_than_ten_minutes_ends_the_session() -> None:
     assert end.reason.at == pytest.approx(paused_at + 600.0)
     pauses = [e for e in of(link, StopOutput) if e.pause]
     assert len(pauses) == 1 and pauses[0].at == paused_at
+    (leave,) = [e for e in of(link, PhaseChanged) if e.old is Phase.PAUSED]
+    assert leave.new is Phase.STOPPING and leave.trigger is Trigger.PAUSE_TIMEOUT
 
 
 @pytest.mark.parametrize(("stage", "code", "after"), [
