@@ -3,6 +3,7 @@ full sessions, every timeout, every fault knob, retries, attribution, and the st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -21,7 +22,7 @@ from drivers.gbt27930.events import (
     VehicleAnomaly,
 )
 from drivers.gbt27930.frame import Frame
-from drivers.gbt27930.messages import BCL, BCP, BRO, BSD, BSM, BST, CCS, CEM, CML, CRM, CST, Permission, State2
+from drivers.gbt27930.messages import BCL, BCP, BRO, BSD, BSM, BST, CCS, CEM, CML, CRM, CRO, CSD, CST, CTS, Permission, State2
 from drivers.gbt27930.session import ChargerSession, SessionConfig, SessionUsageError, Timeouts
 from drivers.gbt27930.transitions import Phase, Trigger
 from drivers.gbt27930.transport import TP_CM_PGN
@@ -527,3 +528,46 @@ def test_knobs_from_the_command_line_parse_or_name_the_knob_and_the_rule() -> No
                          ("bst_reason=nope", "bst_reason: must be one of"), ("pause_for_s=-1", "must be >= 0")]:
         with pytest.raises(ValueError, match=message):
             FaultKnobs.parse([bad])
+
+
+# ------------------------------------------------------------------ the vehicle's own timeouts (BEM)
+
+SLOW_CHARGER = dataclasses.replace(CONFIG, timeouts=Timeouts(brm_s=100, bcl_s=100, bcs_s=100, precharge_s=90))
+BST_AT_1S = FaultKnobs(bst_reason="insulation_fault", bst_after_s=1.0)
+
+
+@pytest.mark.parametrize(("drop", "knobs", "config", "field", "clock_from", "after"), [
+    # the charger's own, shorter timers are lengthened where they would fire first (brm, bcl/bcs)
+    (lambda f: f.pgn == CRM.PGN, None, SLOW_CHARGER, "crm_00_timeout", BmsPhase.HANDSHAKE, 30.0),
+    (lambda f: f.pgn == CRM.PGN and f.data[0] == 0xAA, None, CONFIG, "crm_aa_timeout", BmsPhase.IDENTIFY, 5.0),
+    (lambda f: f.pgn in (CTS.PGN, CML.PGN), None, CONFIG, "cts_cml_timeout", BmsPhase.CONFIG, 5.0),
+    (lambda f: f.pgn == CRO.PGN, None, SLOW_CHARGER, "cro_timeout", BmsPhase.READY, 0.5 + 5.0),  # from BRO(0xAA)
+    (lambda f: f.pgn == CRO.PGN and f.data[0] == 0xAA, None, SLOW_CHARGER, "cro_timeout", BmsPhase.READY, 0.5 + 60.0),
+    (lambda f: f.pgn == CCS.PGN, None, CONFIG, "ccs_timeout", BmsPhase.CHARGING, 1.0),
+    (lambda f: f.pgn == CST.PGN, BST_AT_1S, CONFIG, "cst_timeout", BmsPhase.STOPPING, 5.0),
+    (lambda f: f.pgn == CSD.PGN, BST_AT_1S, dataclasses.replace(CONFIG, timeouts=Timeouts(statistics_s=20.0)),
+     "csd_timeout", BmsPhase.STOPPING, 10.0),
+], ids=["crm-30s", "crm-aa-5s", "cts-cml-5s", "cro-5s", "cro-aa-60s", "ccs-1s", "cst-5s", "csd-10s"])
+def test_vehicle_times_out_on_a_lost_charger_message_and_the_charger_attributes_it(
+        drop, knobs: FaultKnobs | None, config: SessionConfig, field: str, clock_from: BmsPhase,
+        after: float) -> None:
+    """Each charger message the vehicle waits for (reference §3.2) is lost on the way: the simulator sends
+    BEM with that timeout after its own figure, and our session, before stopping, ends the attempt as a
+    charger-side fault (retryable, the BEM's SPN in the audit codes); once stopping, the first reason (the
+    vehicle's BST) stands. Output is never left on."""
+    link = make(knobs, config=config)
+    link.drop_to_bms = drop
+    bems = lambda: [e for e in link.bms.record.log if e["event"] == "bem"]  # noqa: E731
+    link.run(until=lambda: bool(bems()), max_s=200)
+    assert [e["field"] for e in bems()] == [field]
+    start = next(e["t"] for e in link.bms.record.log if e["event"] == "phase" and e["new"] == clock_from.value)
+    assert bems()[0]["t"] - start == pytest.approx(after, abs=0.01)
+    link.run(max_s=60)
+    first = link.session.history[0]
+    if clock_from is BmsPhase.STOPPING:
+        assert first.code == "bst:insulation_fault" and first.attribution is Attribution.VEHICLE_FAULT
+    else:
+        assert first.code == f"bem:{field}" and first.attribution is Attribution.CHARGER_FAULT and first.retryable
+        assert first.at == pytest.approx(bems()[0]["t"], abs=0.01)
+        assert any(c.startswith("BEM SPN") and c.endswith(field) for c in first.gbt_codes)
+    assert_no_output_after_stops(link)
