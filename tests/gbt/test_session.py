@@ -22,7 +22,9 @@ from drivers.gbt27930.events import (
     VehicleAnomaly,
 )
 from drivers.gbt27930.frame import Frame
-from drivers.gbt27930.messages import BCL, BCP, BRO, BSD, BSM, BST, CCS, CEM, CML, CRM, CRO, CSD, CST, CTS, Permission, State2
+from drivers.gbt27930.messages import (
+    BCL, BCP, BRO, BSD, BSM, BST, CCS, CEM, CML, CRM, CRO, CSD, CST, CTS, Permission, State2,
+)
 from drivers.gbt27930.session import ChargerSession, SessionConfig, SessionUsageError, Timeouts
 from drivers.gbt27930.transitions import Phase, Trigger
 from drivers.gbt27930.transport import TP_CM_PGN
