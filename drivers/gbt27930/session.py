@@ -478,7 +478,7 @@ class ChargerSession:
             self._tp_failure.pop(ev.pgn, None)
             self._decode_and_handle(cls.NAME, ev.pgn, ev.data, now, None)
         elif isinstance(ev, TransferAborted):
-            self._tp_failure[ev.pgn] = ev.detail
+            self._tp_failure[ev.pgn] = f"{ev.detail} (reason {ev.reason})"
             self._anomaly("tp-aborted", f"PGN 0x{ev.pgn:04X}: {ev.detail} (reason {ev.reason})", now)
         elif isinstance(ev, TpAnomaly):
             self._anomaly(f"tp-{ev.kind}", ev.detail, now)

@@ -381,11 +381,11 @@ class Transport:
         events: list[TpEvent] = []
         if self._outbound is not None and self._outbound.pgn == pgn:
             self._outbound = None
-            events.append(TransferAborted(pgn, reason, True, True, f"peer aborted our transfer (reason {reason})"))
+            events.append(TransferAborted(pgn, reason, True, True, "peer aborted our transfer"))
         if self._inbound is not None and self._inbound.pgn == pgn:
             self._inbound = None
             self._cts_due = False
-            events.append(TransferAborted(pgn, reason, True, False, f"peer aborted its transfer (reason {reason})"))
+            events.append(TransferAborted(pgn, reason, True, False, "peer aborted its transfer"))
         return events or [TpAnomaly("unexpected-abort", f"abort for PGN 0x{pgn:04X} without a transfer")]
 
     # ---- time

@@ -20,8 +20,10 @@ from drivers.gbt27930.events import (
     PrechargeRequested,
     SessionEnded,
     StopOutput,
+    VehicleAnomaly,
 )
 from drivers.gbt27930.frame import CHARGER_ADDRESS, Frame
+from drivers.gbt27930.messages import decode_message
 from drivers.gbt27930.session import ChargerSession, SessionConfig
 from drivers.gbt27930.transitions import Phase
 from tests.gbt.helpers import T1, load
@@ -30,8 +32,10 @@ from tests.gbt.helpers import T1, load
 class Replay:
     """Feeds recorded vehicle frames into a session and plays the controller's part."""
 
-    def __init__(self, session: ChargerSession, vehicle: list[LogFrame], insulation_at: float, stop_at: float):
+    def __init__(self, session: ChargerSession, vehicle: list[LogFrame], insulation_at: float, stop_at: float,
+                 bhm_v: float = 426.1):
         self.s = session
+        self.bhm_v = bhm_v  # the vehicle's BHM maximum voltage: our insulation check must test at it
         self.vehicle = vehicle
         self.hooks: list[tuple[float, str]] = [(insulation_at, "insulation"), (stop_at, "stop")]
         self.events: list[Event] = []
@@ -42,7 +46,7 @@ class Replay:
         for ev in events:
             if isinstance(ev, PrechargeRequested):
                 self.hooks.append((now + 0.02, "precharge"))
-            assert not isinstance(ev, InsulationCheckRequested) or ev.test_voltage_v == 426.1  # BHM
+            assert not isinstance(ev, InsulationCheckRequested) or ev.test_voltage_v == self.bhm_v
 
     def _poll(self, now: float) -> None:
         frames, events = self.s.poll(now)
@@ -121,3 +125,35 @@ def test_real_vehicle_side_reaches_charging_and_ends_with_the_same_stop_reason(t
     bcs_acks = [f for _, f in replay.sent if str(f) == "1CECF456#13090002FF001100"]
     assert len(bcs_acks) >= 100  # every BCS transfer of the charging phase was reassembled
     assert session.status().battery.soc_percent == 77
+
+
+def test_real_failed_session_against_our_session_gets_its_cts_and_the_same_attribution(traces: Path) -> None:
+    """candump2: the real charger never answered the vehicle's BRM RTS, and the vehicle gave up with BEM
+    "timeout waiting for CRM(0xAA)". Replayed against our session (the log's timestamps are all equal,
+    so frames are fed 10 ms apart), we answer every BRM RTS with a CTS for the vehicle's window; the
+    recorded vehicle cannot react to it and aborts as it did, and when its BEM arrives our session ends
+    the attempt as the charger side's fault, with the vehicle's SPN, exactly what happened in reality.
+    No output is ever allowed."""
+    frames = load(traces / "candump2.log")
+    spaced = [LogFrame(0.01 * i, lf.channel, lf.frame) for i, lf in enumerate(frames)]
+    vehicle = [lf for lf in spaced if lf.frame.source != CHARGER_ADDRESS]
+    real = {str(lf.frame) for lf in frames if lf.frame.source == CHARGER_ADDRESS}
+    first_bhm = next(lf for lf in vehicle if lf.frame.can_id == 0x182756F4)
+    bhm = decode_message(first_bhm.frame.pgn, first_bhm.frame.data)
+    session = ChargerSession(SessionConfig(max_voltage_v=950.0, min_voltage_v=38.0, max_current_a=250.0))
+    replay = Replay(session, [lf for lf in vehicle if lf.t >= first_bhm.t], first_bhm.t + 0.05, 1e9,
+                    bhm_v=bhm.max_voltage_v)
+    replay.run()
+
+    brm_rts = "1CEC56F4#1031000707000200"
+    our_cts = "1CECF456#110701FFFF000200"  # 7 packets from 1: the vehicle's own window of 7
+    assert our_cts not in real  # the real charger's failure
+    rts_at = [lf.t for lf in vehicle if str(lf.frame) == brm_rts and lf.t < session.history[0].at]
+    cts_at = [t for t, f in replay.sent if str(f) == our_cts]
+    assert rts_at and all(any(t == r for t in cts_at) for r in rts_at)  # answered in the same poll
+    first = session.history[0]
+    assert first.code == "bem:crm_aa_timeout" and first.attribution is Attribution.CHARGER_FAULT
+    assert first.gbt_codes == ("BEM SPN3902 crm_aa_timeout",)
+    assert not any(isinstance(e, OutputAllowed) for e in replay.events)
+    anomalies = [e for e in replay.events if isinstance(e, VehicleAnomaly)]
+    assert any(a.kind == "tp-aborted" and "peer aborted its transfer (reason 255)" in a.detail for a in anomalies)

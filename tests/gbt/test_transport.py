@@ -166,7 +166,7 @@ def test_abort_from_the_peer_and_rts_validation() -> None:
     tx.send(0x200, bytes(49), 0.0)
     tx.poll(0.0)
     ev = tx.receive(f("1CECF456#FF01FFFFFF000200"), 0.1)
-    assert ev == [TransferAborted(0x200, 1, True, True, "peer aborted our transfer (reason 1)")]
+    assert ev == [TransferAborted(0x200, 1, True, True, "peer aborted our transfer")]
     rx = Transport(CHARGER, BMS)
     bad = rx.receive(f("1CEC56F4#10310006FF000200"), 0.0)  # 49 bytes cannot be 6 packets
     assert isinstance(bad[0], TransferAborted) and bad[0].reason == AbortReason.NO_RESOURCES
