@@ -73,6 +73,8 @@ class FaultKnobs:
     cell_over_voltage_after_s: float | None = None  # BCS reports a cell above BCP's maximum
     legacy_2011: bool = False  # no BHM: wait for CRM directly, 41-byte BRM
     bro_delay_s: float = 0.5  # BRO(0x00) before BRO(0xAA), as real vehicles do (T1: 1.25 s)
+    never_send: str = ""  # comma-separated messages the vehicle never sends (e.g. "BCP", "BRO", "BSD"):
+    #                       the charger's timeout for each can then be provoked from another process
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +82,13 @@ class FaultKnobs:
             raise ValueError(f"bst_reason: must be one of {', '.join(BST_REASONS)}")
         if self.garbage_per_s < 0 or self.bro_delay_s < 0 or self.pause_for_s < 0:
             raise ValueError("garbage_per_s, bro_delay_s and pause_for_s must be >= 0")
+        unknown = set(self.never_sent) - set(_PERIOD)
+        if unknown:
+            raise ValueError(f"never_send: {', '.join(sorted(unknown))} not among {', '.join(sorted(_PERIOD))}")
+
+    @property
+    def never_sent(self) -> frozenset[str]:
+        return frozenset(n.strip().upper() for n in self.never_send.split(",") if n.strip())
 
     @classmethod
     def parse(cls, items: list[str]) -> FaultKnobs:
@@ -97,6 +106,8 @@ class FaultKnobs:
                 kwargs[name] = text.lower() in ("1", "true", "yes", "on")
             elif name == "bst_reason":
                 kwargs[name] = text or None
+            elif name == "never_send":
+                kwargs[name] = text
             else:
                 integer = "int" in kind and "float" not in kind
                 try:
@@ -313,7 +324,8 @@ class BmsSimulator:
         frames += tp_frames
         for name, due in list(self._periodic.items()):
             if due <= now:
-                frames += self._build(name, now)
+                if name not in self.knobs.never_sent:
+                    frames += self._build(name, now)
                 nxt = due + _PERIOD[name]
                 self._periodic[name] = nxt if nxt > now else now + _PERIOD[name]
         tp_frames, _ = self.transport.poll(now)

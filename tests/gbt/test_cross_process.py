@@ -357,6 +357,15 @@ def _retried_three_times(ctl: Controller) -> None:
     assert "45 bytes, expected 41 or 49" in end.reason.detail and end.retries == 3
 
 
+def _bsd_timed_out_after_the_vehicle_stopped(ctl: Controller) -> None:
+    """The vehicle's BST is the reason; the BSD it never sent is the later, recorded one (not retried)."""
+    history = ctl.link.runner.call(lambda: list(ctl.link.session.history))
+    assert [(r.code, r.attribution) for r in history] == [
+        ("bst:soc_reached", Attribution.VEHICLE_DONE), ("bsd_timeout", Attribution.VEHICLE_TIMEOUT)]
+    (end,) = _events(ctl, SessionEnded)
+    assert end.retries == 0
+
+
 @dataclass(frozen=True)
 class KnobCase:
     knobs: tuple[str, ...]
@@ -388,6 +397,16 @@ KNOB_CASES = {
                                      Attribution.CHARGER_FAULT),
     "cell-over-voltage": KnobCase(("cell_over_voltage_after_s=0.5",), "cell_over_voltage",
                                   Attribution.VEHICLE_FAULT),
+    # the charger's own timeouts on a vehicle message, provoked from the vehicle's process
+    "never-bcp": KnobCase(("never_send=BCP",), "bcp_timeout", Attribution.VEHICLE_TIMEOUT,
+                          timeouts=Timeouts(bcp_s=0.5), until=SessionStopped),
+    "never-bro": KnobCase(("never_send=BRO",), "bro_timeout", Attribution.VEHICLE_TIMEOUT,
+                          timeouts=Timeouts(bro_s=0.5), until=SessionStopped),
+    "never-bcs": KnobCase(("never_send=BCS",), "bem:ccs_timeout", Attribution.VEHICLE_PROTOCOL,
+                          until=SessionStopped),
+    "never-bsd": KnobCase(("never_send=BSD",), "bst:soc_reached", Attribution.VEHICLE_DONE,
+                          _bsd_timed_out_after_the_vehicle_stopped, soc=("0.5", "0.5003"),
+                          timeouts=Timeouts(bsd_s=0.5)),
 }
 
 

@@ -527,7 +527,8 @@ def test_knobs_from_the_command_line_parse_or_name_the_knob_and_the_rule() -> No
                                bst_reason="insulation_fault", bro_withdraw_s=float("inf"))
     for bad, message in [("foo=1", "knob 'foo=1': expected NAME=VALUE"), ("brm_length=abc", "must be an integer"),
                          ("garbage_per_s=lots", "must be a number"), ("legacy_2011=maybe", "must be true or false"),
-                         ("bst_reason=nope", "bst_reason: must be one of"), ("pause_for_s=-1", "must be >= 0")]:
+                         ("bst_reason=nope", "bst_reason: must be one of"), ("never_send=BCP,XYZ", "never_send: XYZ not among"),
+                         ("pause_for_s=-1", "must be >= 0")]:
         with pytest.raises(ValueError, match=message):
             FaultKnobs.parse([bad])
 
