@@ -111,3 +111,47 @@ def test_every_rejection_reason_comes_back_over_the_broker_and_the_lease_stands(
     assert signed.manager.limits_at(NOW + 1).source == "lease:sp-20"
 
     assert sent | set(FLOOD_REASONS) | {Reason.OK} == set(Reason), set(Reason) - sent
+
+
+def test_fault_cleared_and_fallback_reached_events_arrive_over_the_broker(broker: Broker, stations,
+                                                                          probes) -> None:  # noqa: ANN001
+    """The two events no other broker test carries: a fault's clearing after the fault (through the
+    outbox, in order, schema-valid), and the end of the fallback ramp after a lease expired without
+    renewal (the clock is moved, nothing waits for it)."""
+    from station import telemetry as payloads
+    from tests.mqtt.test_mqtt_link import check
+
+    st = stations(broker.port, "st-1")
+    st.clock.frozen_at = NOW
+    op = probes(broker.port, "operator").connect()
+    op.subscribe("stations/st-1/events")
+    st.link.start()
+    assert st.link.wait_ready(WAIT_S)
+    st.link.publish_event(payloads.fault(NOW, code="over_temperature", device="dc-03",
+                                         attribution="charger", reaction="derate"))
+    st.link.publish_event(payloads.fault(NOW + 5, code="over_temperature", device="dc-03",
+                                         attribution="charger", reaction="derate", cleared=True))
+    assert op.wait_for(lambda ms: len(ms) >= 2)
+    first, cleared = (check("events", m.json()) for m in op.on("stations/st-1/events")[:2])
+    assert (first["kind"], cleared["kind"]) == ("fault", "fault_cleared")
+    assert (cleared["data"]["code"], cleared["data"]["device"], cleared["data"]["attribution"]) == (
+        "over_temperature", "dc-03", "charger")
+
+    (ack,) = Operator(op, "st-1").send(encode(setpoint(1, import_limit_kw=100.0, export_limit_kw=0.0,
+                                                       valid_until=NOW + 30)))
+    assert ack["accepted"]
+    st.cycle()
+    s = st.manager.settings
+    ramp_s = max(abs(s.fallback_import_kw - 100.0), abs(s.fallback_export_kw - 0.0)) / s.fallback_ramp_kw_per_s
+    st.clock.frozen_at = NOW + 31  # expired, not renewed: the fallback ramp starts
+    st.cycle()
+    st.clock.frozen_at = NOW + 31 + ramp_s + 1  # ramp over
+    st.cycle()
+    assert op.wait_for(lambda ms: any(b"dispatch_fallback_reached" in m.payload for m in ms))
+    events = [check("events", m.json()) for m in op.on("stations/st-1/events")]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("dispatch_fallback") < kinds.index("dispatch_fallback_reached")
+    reached = events[kinds.index("dispatch_fallback_reached")]
+    assert (reached["data"]["import_limit_kw"], reached["data"]["export_limit_kw"]) == (
+        s.fallback_import_kw, s.fallback_export_kw)
+    assert st.manager.limits_at(st.clock()).import_limit_kw == s.fallback_import_kw
