@@ -26,10 +26,13 @@ import random
 
 from station.allocate import allocate
 from station.allocate.model import AllocationInput, BessInput, GridInput, GunInput, ModuleInput
-import itertools
-
-from station.allocate.reference import assign_modules, decide_power, gun_bounds, module_kw_at
-from tests.allocate.test_module_assignment import fair_split_with_reach, fewest_switch_ins, milp_max_served
+from station.allocate.reference import assign_modules, decide_power, gun_bounds
+from tests.allocate.test_module_assignment import (
+    every_assignment,
+    fair_split_with_reach,
+    fewest_switch_ins,
+    milp_max_served,
+)
 
 SIZES = (20.0, 30.0, 40.0, 60.0)
 
@@ -86,20 +89,8 @@ def leximin_key(inp: AllocationInput, p: list[float]) -> tuple[tuple[float, ...]
 def leximin_best(inp: AllocationInput) -> tuple[tuple[float, ...], ...]:
     """The fairest outcome over every assignment of the free modules (busy ones stay)."""
     upper, _, lower, _ = gun_bounds(inp)
-    n = len(inp.guns)
-    fixed = [0.0] * n
-    free = []
-    for m in inp.modules:
-        if m.gun >= 0:
-            fixed[m.gun] += module_kw_at(m, inp.guns[m.gun].voltage_v)
-        else:
-            free.append(m)
     best = None
-    for choice in itertools.product(*[(-1, *m.allowed) for m in free]):
-        cap = list(fixed)
-        for m, g in zip(free, choice):
-            if g >= 0:
-                cap[g] += module_kw_at(m, inp.guns[g].voltage_v)
+    for _, cap in every_assignment(inp):
         dec = decide_power(inp, [min(u, c) for u, c in zip(upper, cap)], [max(v, -c) for v, c in zip(lower, cap)])
         key = leximin_key(inp, dec.p)
         best = key if best is None or key > best else best

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -61,23 +62,29 @@ def cover_case(draw: st.DrawFn, one_size: bool) -> tuple[AllocationInput, list[f
     return AllocationInput(dt_s=0.1, grid=GridInput(1e9), guns=gs, modules=mods), need
 
 
-def fewest_switch_ins(inp: AllocationInput, need: list[float]) -> int | None:
-    """Smallest number of free modules that, switched in beside the busy ones, cover every need."""
-    n, mods = len(inp.guns), inp.modules
-    fixed = [0.0] * n
+def every_assignment(inp: AllocationInput) -> Iterator[tuple[tuple[int, ...], list[float]]]:
+    """Every way to switch the free modules (each to a gun its row allows, or none) beside the busy ones:
+    (the gun of each free module or -1, each gun's capacity)."""
+    fixed = [0.0] * len(inp.guns)
     free = []
-    for m in mods:
+    for m in inp.modules:
         if m.gun >= 0:
             fixed[m.gun] += module_kw_at(m, inp.guns[m.gun].voltage_v)
         else:
             free.append(m)
-    best = None
     for choice in itertools.product(*[(-1, *m.allowed) for m in free]):
         have = list(fixed)
         for m, g in zip(free, choice):
             if g >= 0:
                 have[g] += module_kw_at(m, inp.guns[g].voltage_v)
-        if all(have[g] >= need[g] - 1e-9 for g in range(n)):
+        yield choice, have
+
+
+def fewest_switch_ins(inp: AllocationInput, need: list[float]) -> int | None:
+    """Smallest number of free modules that, switched in beside the busy ones, cover every need."""
+    best = None
+    for choice, have in every_assignment(inp):
+        if all(h >= d - 1e-9 for h, d in zip(have, need)):
             used = sum(1 for g in choice if g >= 0)
             best = used if best is None else min(best, used)
     return best
