@@ -620,6 +620,9 @@ class ChargerSession:
         a stale one (the vehicle still reporting what made us restart) is recorded and ignored."""
         codes = bem_codes(bem)
         names = [n for n in bem.set_fields() if self._phase in _BEM_RELEVANT.get(n, ())]
+        if names and self._phase in (Phase.STOPPING, Phase.STATISTICS):
+            self._on_bem_after_stop(names, codes, now)
+            return
         if not names or tr.target(self._phase, Trigger.BEM) is None:
             self._anomaly("bem", f"BEM in phase {self._phase.value} ignored: {', '.join(codes) or 'no bits set'}",
                           now)
@@ -634,6 +637,19 @@ class ChargerSession:
             return
         self._fail(Trigger.BEM, now, Attribution.CHARGER_FAULT, "bem:" + "+".join(names),
                    f"vehicle timed out waiting for the charger ({', '.join(names)})", None, codes, retryable=True)
+
+    def _on_bem_after_stop(self, names: list[str], codes: tuple[str, ...], now: float) -> None:
+        """The vehicle timed out on our CST or CSD: our frames are not reaching it (charger side). The stop
+        reason already given stands; this one goes to ``history`` so the audit shows whose link failed, and
+        in STOPPING the attempt ends here (the vehicle has given up on the exchange, so waiting for its BSD
+        would only add a timeout wrongly blamed on the vehicle)."""
+        detail = f"vehicle timed out waiting for the charger after the stop ({', '.join(names)})"
+        code = "bem:" + "+".join(names)
+        if self._phase is Phase.STOPPING:
+            self._fail(Trigger.BEM, now, Attribution.CHARGER_FAULT, code, detail, None, codes, retryable=False)
+        elif all(r.code != code for r in self.history):  # the BEM repeats every 250 ms: record it once
+            self._record(StopReason(Attribution.CHARGER_FAULT, code, detail, now, self._phase.value, codes,
+                                    retryable=False))
 
     # ================================================================ stopping and failing
 
@@ -890,6 +906,9 @@ _BEM_RELEVANT = {
     "cts_cml_timeout": (Phase.AWAIT_BCP, Phase.AWAIT_BRO),
     "cro_timeout": (Phase.AWAIT_BRO, Phase.PRECHARGE, Phase.OUTPUT_READY),
     "ccs_timeout": (Phase.OUTPUT_READY, Phase.CHARGING, Phase.PAUSED),
+    # after the stop: the vehicle did not hear our CST (we send it every 10 ms) or our CSD
+    "cst_timeout": (Phase.STOPPING,),
+    "csd_timeout": (Phase.STOPPING, Phase.STATISTICS),
 }
 
 _BSM_SPN = {"cell_voltage": "SPN3090", "soc": "SPN3091", "over_current": "SPN3092",

@@ -111,6 +111,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _row(RUNNING, T.INCOMPATIBLE, P.STOPPING),
     _row(P.STOPPING, T.BSD, P.STATISTICS),
     _row(P.STOPPING, T.TIMEOUT, P.ERROR),
+    _row(P.STOPPING, T.BEM, P.ERROR),  # the vehicle never heard our CST/CSD: no BSD will come
     _row(P.STATISTICS, T.STATISTICS_DONE, P.ENDED),
     _row(P.ERROR, T.RETRY, P.IDENTIFY),
     _row(P.ERROR, T.GIVE_UP, P.ENDED),

@@ -569,6 +569,12 @@ def test_vehicle_times_out_on_a_lost_charger_message_and_the_charger_attributes_
     first = link.session.history[0]
     if clock_from is BmsPhase.STOPPING:
         assert first.code == "bst:insulation_fault" and first.attribution is Attribution.VEHICLE_FAULT
+        # the audit still says whose link failed after the stop, once, and blames nothing on the vehicle
+        later = link.session.history[1:]
+        assert [r.code for r in later] == [f"bem:{field}"], [r.code for r in later]
+        assert later[0].attribution is Attribution.CHARGER_FAULT and not later[0].retryable
+        assert later[0].at == pytest.approx(bems()[0]["t"], abs=0.01)
+        assert ended(link).retries == 0
     else:
         assert first.code == f"bem:{field}" and first.attribution is Attribution.CHARGER_FAULT and first.retryable
         assert first.at == pytest.approx(bems()[0]["t"], abs=0.01)
