@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from station.attribution import Party
 from station.dispatch.model import DispatchEvent, GridLimits
 
 PAYLOAD_VERSION = 1
 
 Health = Literal["ok", "degraded", "lost"]
-Attribution = Literal["vehicle", "charger", "bess", "grid_link", "controller"]
 EVENT_KINDS = frozenset((
     "session_started", "session_stopped", "fault", "fault_cleared",
     "dispatch_started", "dispatch_ended", "dispatch_fallback", "dispatch_fallback_reached",
@@ -142,7 +142,7 @@ def session_stopped(ts: float, *, gun: str, session_id: str, energy_kwh: float, 
                  duration_s=duration_s, reason=reason)
 
 
-def fault(ts: float, *, code: str, device: str, attribution: Attribution, reaction: str,
+def fault(ts: float, *, code: str, device: str, attribution: Party, reaction: str,
           detail: str = "", cleared: bool = False) -> dict[str, Any]:
     """A fault (or its clearing) with whom it is attributed to and what the station did about it."""
     return event(ts, "fault_cleared" if cleared else "fault", code=code, device=device,

@@ -35,13 +35,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from station.attribution import Party
 from station.config import ConfigError, ConfigIssue, issues_from_validation_error, read_yaml
 
 Table = Literal["holding", "input", "coil", "discrete"]
 PointType = Literal["u16", "s16", "u32", "s32", "f32", "string", "bits16", "bits32", "bool"]
 Access = Literal["r", "rw", "w"]
 WordOrder = Literal["big", "little"]
-Attribution = Literal["vehicle", "charger_hardware", "bess", "grid_link", "controller"]
 Reaction = Literal["derate", "stop_gun", "stop_station", "keep_going"]
 
 PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -82,7 +82,7 @@ class Bit(_Strict):
 
     name: PointName
     description: str = ""
-    attributed_to: Attribution | None = None
+    attributed_to: Party | None = None
     reaction: Reaction | None = None
 
     @model_validator(mode="after")

@@ -59,8 +59,8 @@ def test_event_payloads() -> None:
     v.validate(on_wire(payloads.session_started(NOW, gun="A1", session_id="s1")))
     v.validate(on_wire(payloads.session_stopped(NOW, gun="A1", session_id="s1", energy_kwh=12.5, duration_s=600,
                                                 reason="vehicle_full")))
-    v.validate(on_wire(payloads.fault(NOW, code="IMD_TRIP", device="A1", attribution="charger", reaction="stop_gun")))
-    v.validate(on_wire(payloads.fault(NOW, code="IMD_TRIP", device="A1", attribution="charger", reaction="none",
+    v.validate(on_wire(payloads.fault(NOW, code="IMD_TRIP", device="A1", attribution="charger_hardware", reaction="stop_gun")))
+    v.validate(on_wire(payloads.fault(NOW, code="IMD_TRIP", device="A1", attribution="charger_hardware", reaction="none",
                                       cleared=True)))
     v.validate(on_wire(payloads.outbox_dropped(NOW, reason="age", count=3, bytes_=900, first_seq=1, last_seq=3)))
     v.validate(on_wire(payloads.dispatch_event(DispatchEvent("dispatch_fallback_reached", NOW, {

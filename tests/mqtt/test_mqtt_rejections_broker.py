@@ -128,14 +128,14 @@ def test_fault_cleared_and_fallback_reached_events_arrive_over_the_broker(broker
     st.link.start()
     assert st.link.wait_ready(WAIT_S)
     st.link.publish_event(payloads.fault(NOW, code="over_temperature", device="dc-03",
-                                         attribution="charger", reaction="derate"))
+                                         attribution="charger_hardware", reaction="derate"))
     st.link.publish_event(payloads.fault(NOW + 5, code="over_temperature", device="dc-03",
-                                         attribution="charger", reaction="derate", cleared=True))
+                                         attribution="charger_hardware", reaction="derate", cleared=True))
     assert op.wait_for(lambda ms: len(ms) >= 2)
     first, cleared = (check("events", m.json()) for m in op.on("stations/st-1/events")[:2])
     assert (first["kind"], cleared["kind"]) == ("fault", "fault_cleared")
     assert (cleared["data"]["code"], cleared["data"]["device"], cleared["data"]["attribution"]) == (
-        "over_temperature", "dc-03", "charger")
+        "over_temperature", "dc-03", "charger_hardware")
 
     (ack,) = Operator(op, "st-1").send(encode(setpoint(1, import_limit_kw=100.0, export_limit_kw=0.0,
                                                        valid_until=NOW + 30)))
