@@ -14,6 +14,10 @@ Why a thin wrapper of our own around the client:
   filter on its logger, for those messages only) because link health logs once per change instead.
 
 TCP (``TcpEndpoint``) and RTU over a serial line (``SerialEndpoint``) share everything above the client.
+An RS-485 line carries several devices (module, meter, BESS, each with its own device id) but a serial
+port opens once: every ``Link`` on the same port shares one :class:`SerialLine` — one client, one request
+on the wire at a time (the bus is half-duplex) — while health, timeouts counted, backoff and setpoints
+stay per device. A device that stops answering costs the others one timeout of wire time, no more.
 """
 
 from __future__ import annotations
@@ -59,6 +63,81 @@ class SerialEndpoint:
 Endpoint = TcpEndpoint | SerialEndpoint
 
 
+class SerialLine:
+    """One RS-485 line shared by the ``Link``s of every device on it: one pymodbus client, opened when the
+    first device connects and closed when the last one leaves (or the port itself fails, for all of them),
+    and a lock so a request and its answer are never interleaved with another device's."""
+
+    def __init__(self, endpoint: SerialEndpoint, timeout_s: float) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.users: set[int] = set()  # id() of the attached links
+        self.opened = 0  # clients opened over the line's life (tests: one for all devices)
+        self.lock = asyncio.Lock()  # one exchange on the wire at a time
+        self._opening = asyncio.Lock()  # devices connecting at once open the port once
+        self.client: AsyncModbusSerialClient | None = None
+
+    def check(self, endpoint: SerialEndpoint, timeout_s: float, device: str) -> None:
+        if endpoint != self.endpoint:
+            raise ValueError(f"{device}: serial port {endpoint.port} is already open as {self.endpoint}; every "
+                             f"device on one RS-485 line must use the same baudrate/parity/stopbits/bytesize")
+        if timeout_s != self.timeout_s:
+            raise ValueError(f"{device}: timeout_s {timeout_s:g} differs from {self.timeout_s:g} of the other "
+                             f"devices on {endpoint.port}; one line has one answer timeout")
+
+    async def attach(self, link: Link) -> AsyncModbusSerialClient:
+        self.users.add(id(link))
+        async with self._opening:
+            return await self._open(link)
+
+    async def _open(self, link: Link) -> AsyncModbusSerialClient:
+        if self.client is not None and self.client.connected:
+            return self.client
+        self.drop()
+        ep = self.endpoint
+        client = AsyncModbusSerialClient(ep.port, framer=FramerType.RTU, baudrate=ep.baudrate, parity=ep.parity,
+                                         stopbits=ep.stopbits, bytesize=ep.bytesize, timeout=self.timeout_s,
+                                         retries=0, reconnect_delay=0, name=ep.port)
+        try:
+            ok = await client.connect()
+        except (OSError, ModbusException) as exc:  # a serial port that does not exist raises here
+            client.close()
+            self.detach(link)
+            raise DeviceUnreachable(link.device, f"cannot connect to {ep}: {exc}") from exc
+        if not ok:
+            client.close()
+            self.detach(link)
+            raise DeviceUnreachable(link.device, f"cannot connect to {ep}")
+        client.set_max_no_responses(1 << 30)
+        self.client = client
+        self.opened += 1
+        return client
+
+    def detach(self, link: Link) -> None:
+        self.users.discard(id(link))
+        if not self.users:
+            self.drop()
+            _LINES.pop(self.endpoint.port, None)
+
+    def drop(self) -> None:
+        """Close the port (it failed, or nobody uses it); attached links reconnect on their own backoff."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+_LINES: dict[str, SerialLine] = {}  # open RS-485 lines by port, for the links of one process
+
+
+def serial_line(endpoint: SerialEndpoint, timeout_s: float, device: str) -> SerialLine:
+    """The line on ``endpoint.port`` (created on first use); refuses settings that contradict it."""
+    line = _LINES.get(endpoint.port)
+    if line is None:
+        line = _LINES[endpoint.port] = SerialLine(endpoint, timeout_s)
+    line.check(endpoint, timeout_s, device)
+    return line
+
+
 class _DropPerRequestNoise(logging.Filter):
     """Drop pymodbus's per-failure lines; our link health reports the same thing once per change."""
 
@@ -90,38 +169,42 @@ class Link:
         self.retries = retries
         self.requests = 0  # exchanges attempted (for the benchmark and tests: batching is visible here)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._line: SerialLine | None = None
 
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
 
-    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        common = {"timeout": self.timeout_s, "retries": 0, "reconnect_delay": 0, "name": self.device}
-        if isinstance(self.endpoint, TcpEndpoint):
-            return AsyncModbusTcpClient(self.endpoint.host, port=self.endpoint.port, **common)
-        ep = self.endpoint
-        return AsyncModbusSerialClient(ep.port, framer=FramerType.RTU, baudrate=ep.baudrate, parity=ep.parity,
-                                       stopbits=ep.stopbits, bytesize=ep.bytesize, **common)
-
     async def connect(self) -> None:
-        """Open a fresh connection, or raise :class:`DeviceUnreachable`."""
+        """Open a fresh connection (TCP) or attach to the device's RS-485 line, or raise
+        :class:`DeviceUnreachable`."""
         self.close()
-        client = self._new_client()
+        if isinstance(self.endpoint, SerialEndpoint):
+            line = serial_line(self.endpoint, self.timeout_s, self.device)
+            self._client = await line.attach(self)
+            self._line = line
+            return
+        ep = self.endpoint
+        client = AsyncModbusTcpClient(ep.host, port=ep.port, timeout=self.timeout_s, retries=0, reconnect_delay=0,
+                                      name=self.device)
         try:
             ok = await client.connect()
-        except (OSError, ModbusException) as exc:  # a serial port that does not exist raises here
+        except (OSError, ModbusException) as exc:
             client.close()
-            raise DeviceUnreachable(self.device, f"cannot connect to {self.endpoint}: {exc}") from exc
+            raise DeviceUnreachable(self.device, f"cannot connect to {ep}: {exc}") from exc
         if not ok:
             client.close()
-            raise DeviceUnreachable(self.device, f"cannot connect to {self.endpoint}")
+            raise DeviceUnreachable(self.device, f"cannot connect to {ep}")
         client.set_max_no_responses(1 << 30)  # we decide when a silent device's connection is dropped
         self._client = client
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._line is not None:
+            self._line.detach(self)  # the port closes when the last device on the line leaves
+            self._line = None
+        elif self._client is not None:
             self._client.close()
-            self._client = None
+        self._client = None
 
     async def read(self, table: str, address: int, count: int, points: Sequence[str] = ()) -> list[int] | list[bool]:
         """``count`` registers (holding/input) or bits (coil/discrete) from ``address``."""
@@ -170,8 +253,14 @@ class Link:
         for _attempt in range(1 + self.retries):
             self.requests += 1
             try:
-                rsp = await call(client)
+                if self._line is not None:
+                    async with self._line.lock:  # half-duplex: one exchange on the wire at a time
+                        rsp = await call(client)
+                else:
+                    rsp = await call(client)
             except ConnectionException as exc:
+                if self._line is not None:
+                    self._line.drop()  # the port itself failed: for every device on it
                 self.close()
                 raise DeviceUnreachable(self.device, f"{op}: connection lost ({exc})") from exc
             except ModbusIOException as exc:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import select
@@ -61,7 +62,7 @@ class Module:
     device: SimDevice
 
 
-def module_device(regmap: RegisterMap, values: dict[str, object]) -> SimDevice:
+def module_device(regmap: RegisterMap, values: dict[str, object], device_id: int = UNIT) -> SimDevice:
     """A SimDevice whose registers hold ``values`` encoded by the codec (input table only up to 9, so the
     string at input 16 is an ILLEGAL DATA ADDRESS)."""
     holding = [0] * 10
@@ -71,7 +72,7 @@ def module_device(regmap: RegisterMap, values: dict[str, object]) -> SimDevice:
         words = codec.encode(regmap, p, value)
         table = holding if p.table == "holding" else inputs
         table[p.address:p.address + len(words)] = words
-    return SimDevice(id=UNIT, simdata=(
+    return SimDevice(id=device_id, simdata=(
         [SimData(0, count=8, values=False, datatype=DataType.BITS)],
         [SimData(0, count=8, values=False, datatype=DataType.BITS)],
         [SimData(0, values=holding, datatype=DataType.REGISTERS)],
@@ -131,3 +132,47 @@ async def test_rtu_poll_write_verify_exception_and_loss(server: ModbusSerialServ
         assert dev.reading("measured_voltage").is_stale(clock())
     finally:
         await dev.close()
+
+
+async def test_several_devices_share_one_rs485_line(pty_pair: tuple[str, str], regmap: RegisterMap) -> None:
+    """Three device ids on one line: two modules that answer and a third id the server does not hold (it
+    answers SERVER DEVICE FAILURE). One serial client serves all of them, concurrent polls (connecting at
+    the same time) are serialised on the wire and each gets its own values, the failing device does not
+    disturb the others, and the port closes with the last device."""
+    from drivers.modbus import link as link_mod
+
+    a = module_device(regmap, {"measured_voltage": 700.0, "measured_current": 12.5, "fault_word": 0})
+    b = module_device(regmap, {"measured_voltage": 650.5, "measured_current": -30.0, "fault_word": 0b1}, UNIT + 1)
+    srv = ModbusSerialServer([a, b], port=pty_pair[0], baudrate=BAUD, ignore_missing_devices=True)
+    await srv.serve_forever(background=True)
+    clock = Clock()
+    line = SerialEndpoint(pty_pair[1], baudrate=BAUD)
+    devs = [ModbusDevice(DeviceConfig(f"dc-{uid}", line, device_id=uid, timeout_s=0.2,
+                                      health=HealthPolicy(degraded_after=1, lost_after_s=1.0)), regmap, clock=clock)
+            for uid in (UNIT, UNIT + 1, UNIT + 2)]
+    try:
+        results = await asyncio.gather(*(d.poll("fast") for d in devs))
+        assert [r.error is None for r in results] == [True, True, False]
+        assert (results[0].values["measured_voltage"], results[0].values["measured_current"]) == (
+            pytest.approx(700.0), pytest.approx(12.5))
+        assert (results[1].values["measured_voltage"], results[1].values["measured_current"]) == (
+            pytest.approx(650.5), pytest.approx(-30.0))
+        assert [f.code for f in devs[1].faults()] == ["over_temperature"] and devs[0].faults() == ()
+        assert isinstance(results[2].error, DeviceException) and "dc-9" in str(results[2].error)
+        # never heard from, so it stays lost and lets go of the line: the port stays open for the others
+        assert [d.health.state for d in devs] == [Health.OK, Health.OK, Health.LOST]
+        shared = link_mod._LINES[pty_pair[1]]
+        assert shared.opened == 1 and len(shared.users) == 2 and not devs[2].link.connected
+
+        await devs[0].write("current_limit", 42.0)  # verified by read-back on the shared line
+        assert (await devs[0].read(["current_limit"]))["current_limit"] == pytest.approx(42.0)
+        assert (await devs[1].read(["current_limit"]))["current_limit"] == pytest.approx(0.0)  # not b's register
+
+        with pytest.raises(ValueError, match="same baudrate"):
+            await ModbusDevice(DeviceConfig("dc-odd", SerialEndpoint(pty_pair[1], baudrate=9600), device_id=20),
+                               regmap, clock=clock).link.connect()
+    finally:
+        for d in devs:
+            await d.close()
+        await srv.shutdown()
+    assert pty_pair[1] not in link_mod._LINES  # closed with the last device
