@@ -25,7 +25,8 @@ from station.allocate.layout import (
     S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID, S_MAX_CHARGE,
     S_MAX_DISCHARGE, S_MOD_HOLD, S_MOD_IDLE_A, S_MOD_MARGIN, S_RAMP, S_RESERVE, S_SOC, S_SOC_MAX,
     S_SOC_MIN, S_SOC_TARGET, S_SUPPORT_MAX, S_TARGET, SO_BESS, SO_FLAGS, SO_GRID, SO_SHORTFALL,
-    SO_UNSERVED,
+    SO_UNSERVED, T_GG_GRP, T_GG_PAIR, T_GG_PTR, T_GRP_GUNS, T_GRP_MEM, T_GRP_PTR, T_GRP_REP, T_GRP_START,
+    T_GUN_MODS, T_GUN_PTR, T_MOD_GUNS, T_MOD_PTR,
 )
 
 EPS = 1e-9
@@ -35,6 +36,12 @@ TOL = 1e-6
 VEHICLE, GUN, MODULES, GRID, RAMP, PRIORITY = 0, 1, 2, 3, 4, 5
 # Flag bits (model.Flag)
 F_GRID_OVER_CAP, F_RAMP_LIMITED, F_TRACKING_SHORTFALL, F_BESS_SUPPORT, F_V2G_ACTIVE, F_TRACKING = 1, 2, 4, 8, 16, 32
+
+
+@njit
+def segment(topo, i):
+    """Segment ``i`` (layout.T_*) of the packed topology: a view, no copy."""
+    return topo[topo[i]:topo[i + 1]]
 
 
 @njit
@@ -365,8 +372,8 @@ def heap_pop(heap, size):
 
 
 @njit
-def pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available, idle, g, deficit,
-              at_least):
+def pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available, idle, g,
+              deficit, at_least):
     """The free module for gun g (reference.pick_free): with ``at_least`` < 0, the smallest that covers
     ``deficit`` alone, else the largest; with ``at_least`` >= 0 (a replacement), the smallest of at least
     that capacity. Ties: the least versatile, then the lowest index. -1 if there is none.
@@ -381,7 +388,7 @@ def pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
     big_kw = 0.0
     big_deg = 0
     for k in range(gg_ptr[g], gg_ptr[g + 1]):
-        kw = gg_kw[k]
+        kw = pair_kw[gg_pair[k]]
         if kw <= 0.0:
             continue
         gr = gg_grp[k]
@@ -425,8 +432,8 @@ def switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s
 
 
 @njit
-def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, pair_kw,
-                   need, mod_gun, draining, surplus_s):
+def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_start,
+                   grp_mem, gg_ptr, gg_grp, gg_pair, pair_kw, need, mod_gun, draining, surplus_s):
     """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and returns each
     gun's usable capacity."""
     n = gun_in.shape[0]
@@ -509,35 +516,9 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
             for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
                 if pair_kw[k] > 0.0:
                     free_count[grp_guns[k]] += free_in_group[gr]
-    # each group's members in index order, and the groups each gun reaches with their capacity there
-    grp_end = np.zeros(n_grp, dtype=np.int64)
-    for m in range(nm):
-        grp_end[int(mod_in[m, M_GROUP])] += 1
-    cursor = np.empty(n_grp, dtype=np.int64)
-    start = 0
-    for gr in range(n_grp):
-        cursor[gr] = start
-        start += grp_end[gr]
-        grp_end[gr] = cursor[gr]
-    grp_mem = np.empty(nm, dtype=np.int64)
-    for m in range(nm):
-        gr = int(mod_in[m, M_GROUP])
-        grp_mem[grp_end[gr]] = m
-        grp_end[gr] += 1
-    gg_ptr = np.zeros(n + 1, dtype=np.int64)
-    for k in range(grp_guns.shape[0]):
-        gg_ptr[grp_guns[k] + 1] += 1
-    for g in range(n):
-        gg_ptr[g + 1] += gg_ptr[g]
-    fill = gg_ptr[:n].copy()
-    gg_grp = np.empty(grp_guns.shape[0], dtype=np.int64)
-    gg_kw = np.empty(grp_guns.shape[0])
-    for gr in range(n_grp):
-        for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
-            g = grp_guns[k]
-            gg_grp[fill[g]] = gr
-            gg_kw[fill[g]] = pair_kw[k]
-            fill[g] += 1
+    # each group's members in index order (grp_mem, static): cursor[gr] walks them past those taken
+    cursor = grp_start[:n_grp].copy()
+    grp_end = grp_start[1:]
     fresh = np.zeros(nm, dtype=np.bool_)
     stuck = np.zeros(n, dtype=np.bool_)
     came_from = np.empty(nm, dtype=np.int64)
@@ -559,8 +540,8 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
         vg = gun_in[g, G_VOLTAGE]
         pick = -1
         if free_count[g] > 0:
-            pick = pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available, idle,
-                             g, need[g] - have[g], -1.0)
+            pick = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
+                             available, idle, g, need[g] - have[g], -1.0)
         touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
         if pick >= 0:
             switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have,
@@ -583,8 +564,8 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                 qh += 1
                 y = mod_gun[m]
                 if free_count[y] > 0:
-                    rep = pick_free(gg_ptr, gg_grp, gg_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available,
-                                    idle, y, 0.0, own_kw[m])
+                    rep = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
+                                    available, idle, y, 0.0, own_kw[m])
                     if rep >= 0:
                         end = m
                         break
@@ -714,9 +695,15 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
 
 
 @njit
-def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_rep,
-                    st_out, gun_out, mod_out):
+def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     """One cycle's decision. Inputs and outputs as laid out in layout.py."""
+    mod_ptr = segment(topo, T_MOD_PTR)
+    mod_guns = segment(topo, T_MOD_GUNS)
+    gun_ptr = segment(topo, T_GUN_PTR)
+    gun_mods = segment(topo, T_GUN_MODS)
+    grp_ptr = segment(topo, T_GRP_PTR)
+    grp_guns = segment(topo, T_GRP_GUNS)
+    grp_rep = segment(topo, T_GRP_REP)
     n = gun_in.shape[0]
     dt = st[S_DT]
     eff = np.empty(n)
@@ -802,8 +789,10 @@ def allocate_kernel(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, gr
             mod_gun[m] = int(mod_in[m, M_GUN])
             draining[m] = mod_in[m, M_DRAINING] > 0.5
             surplus_s[m] = mod_in[m, M_SURPLUS_S]
-        cap = assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, pair_kw,
-                             need, mod_gun, draining, surplus_s)
+        cap = assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns,
+                             segment(topo, T_GRP_START), segment(topo, T_GRP_MEM), segment(topo, T_GG_PTR),
+                             segment(topo, T_GG_GRP), segment(topo, T_GG_PAIR), pair_kw, need, mod_gun, draining,
+                             surplus_s)
         for m in range(nm):
             mod_out[m, MO_GUN] = mod_gun[m]
             mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0

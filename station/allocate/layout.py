@@ -84,3 +84,20 @@ SO_UNSERVED = 2
 SO_SHORTFALL = 3
 SO_FLAGS = 4
 SO_LEN = 5
+
+# the switch matrix and module groups, static per station, as segments of one int64 array ``topo``:
+# segment i is topo[topo[i]:topo[i + 1]] (packing.topology builds it, kernel.segment reads it). One array
+# instead of a dozen because each array argument costs Numba ~50 ns per call.
+T_MOD_PTR = 0  # CSR module -> guns it may be switched to
+T_MOD_GUNS = 1
+T_GUN_PTR = 2  # CSR gun -> modules that may be switched to it
+T_GUN_MODS = 3
+T_GRP_PTR = 4  # CSR group -> guns its modules reach (pair index k: one (group, gun) pair)
+T_GRP_GUNS = 5
+T_GRP_REP = 6  # one module of each group
+T_GRP_START = 7  # group -> start of its members in T_GRP_MEM (n_groups + 1 entries)
+T_GRP_MEM = 8  # modules by group, in index order within a group
+T_GG_PTR = 9  # CSR gun -> the groups it reaches ...
+T_GG_GRP = 10
+T_GG_PAIR = 11  # ... and the pair index of each, into the T_GRP_GUNS order
+T_SEGMENTS = 12

@@ -28,22 +28,14 @@ class Packed:  # noqa: D101 - see module docstring
     st: np.ndarray
     gun_in: np.ndarray
     mod_in: np.ndarray
-    mod_ptr: np.ndarray
-    mod_guns: np.ndarray
-    gun_ptr: np.ndarray
-    gun_mods: np.ndarray
+    topo: np.ndarray  # static: switch matrix and module groups (layout.T_*)
     st_out: np.ndarray
     gun_out: np.ndarray
     mod_out: np.ndarray
 
-    grp_ptr: np.ndarray
-    grp_guns: np.ndarray
-    grp_rep: np.ndarray
-
     def args(self) -> tuple[np.ndarray, ...]:
         """Arguments of ``kernel.allocate_kernel`` in order."""
-        return (self.st, self.gun_in, self.mod_in, self.mod_ptr, self.mod_guns, self.gun_ptr, self.gun_mods,
-                self.grp_ptr, self.grp_guns, self.grp_rep, self.st_out, self.gun_out, self.mod_out)
+        return (self.st, self.gun_in, self.mod_in, self.topo, self.st_out, self.gun_out, self.mod_out)
 
 
 def csr(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -100,11 +92,36 @@ def pack(inp: AllocationInput) -> Packed:
         mi[m, L.M_DRAINING] = 1.0 if mod.draining else 0.0
         mi[m, L.M_SURPLUS_S] = mod.surplus_s
     fill_station(st, inp)
+    group_of, topo = topology(inp)
+    mi[:, L.M_GROUP] = group_of
+    return Packed(st, gi, mi, topo, np.zeros(L.SO_LEN), np.zeros((n, L.GO_COLS)), np.zeros((nm, L.MO_COLS)))
+
+
+def topology(inp: AllocationInput) -> tuple[list[int], np.ndarray]:
+    """Each module's group, and the static index arrays of the switch matrix as one ``topo`` array
+    (segments in layout.T_* order)."""
+    n = len(inp.guns)
     mod_ptr, mod_guns, gun_ptr, gun_mods = csr([m.allowed for m in inp.modules], n)
     group_of, grp_ptr, grp_guns, grp_rep = groups(inp)
-    mi[:, L.M_GROUP] = group_of
-    return Packed(st, gi, mi, mod_ptr, mod_guns, gun_ptr, gun_mods, np.zeros(L.SO_LEN), np.zeros((n, L.GO_COLS)),
-                  np.zeros((nm, L.MO_COLS)), grp_ptr, grp_guns, grp_rep)
+    n_grp = len(grp_rep)
+    members: list[list[int]] = [[] for _ in range(n_grp)]
+    for m, gr in enumerate(group_of):
+        members[gr].append(m)
+    grp_start = np.cumsum([0] + [len(ms) for ms in members], dtype=np.int64)
+    grp_mem = np.array([m for ms in members for m in ms], dtype=np.int64)
+    by_gun: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for gr in range(n_grp):
+        for k in range(int(grp_ptr[gr]), int(grp_ptr[gr + 1])):
+            by_gun[int(grp_guns[k])].append((gr, k))
+    gg_ptr = np.cumsum([0] + [len(x) for x in by_gun], dtype=np.int64)
+    gg_grp = np.array([gr for x in by_gun for gr, _ in x], dtype=np.int64)
+    gg_pair = np.array([k for x in by_gun for _, k in x], dtype=np.int64)
+    segments = [mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_rep, grp_start, grp_mem, gg_ptr,
+                gg_grp, gg_pair]
+    assert len(segments) == L.T_SEGMENTS
+    bounds = np.cumsum([L.T_SEGMENTS + 1] + [len(a) for a in segments], dtype=np.int64)
+    topo = np.concatenate([bounds] + [np.asarray(a, dtype=np.int64) for a in segments]).astype(np.int64)
+    return group_of, topo
 
 
 def _gun_row(gun) -> list[float]:  # noqa: ANN001 - GunInput
