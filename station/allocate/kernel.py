@@ -757,6 +757,10 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     p = np.empty(n)
 
     cap = np.full(n, math.inf)
+    desired = np.empty(n)  # the first decision (before module assignment), for the bound of a gun at its cap
+    up_r = upper
+    marginal1 = -1
+    budget_bound1 = GRID
     nm = mod_in.shape[0]
     if st[S_HAS_MODULES] > 0.5:
         # capacity of one module of each group at each gun it reaches: evaluated once per group and gun
@@ -778,10 +782,12 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         for g in range(n):
             up_r[g] = min(upper[g], reach[g])
             lo_r[g] = max(lower[g], -reach[g])
-        decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members)
+        _, _, _, _, marginal1, budget_bound1 = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p,
+                                                            members)
         need = np.empty(n)
         for g in range(n):
             need[g] = abs(p[g])
+            desired[g] = p[g]
         mod_gun = np.empty(nm, dtype=np.int64)
         draining = np.empty(nm, dtype=np.bool_)
         surplus_s = np.empty(nm)
@@ -820,7 +826,18 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         elif pg >= upper[g] - TOL:
             b = why[g]
         elif pg >= up[g] - TOL:
-            b = MODULES
+            # reference.allocate: modules bind only if they fall short of the first decision
+            d = desired[g]
+            if cap[g] < d - TOL:
+                b = MODULES
+            elif d >= upper[g] - TOL:
+                b = why[g]
+            elif d >= up_r[g] - TOL:
+                b = MODULES
+            elif marginal1 >= 0 and gun_in[g, G_PRIORITY] > gun_in[cls_order[cls_start[marginal1]], G_PRIORITY]:
+                b = PRIORITY
+            else:
+                b = budget_bound1
         elif gun_in[g, G_PRIORITY] > marginal_priority:
             b = PRIORITY
         else:

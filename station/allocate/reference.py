@@ -518,6 +518,8 @@ def allocate(inp: AllocationInput) -> Allocation:
     upper, why, lower, loop_state = gun_bounds(inp)
     module_cap = [INF] * n
     mod_results: tuple[ModuleResult, ...] = ()
+    reach = [INF] * n
+    desired: PowerDecision | None = None
     if inp.modules:
         reach = [0.0] * n
         for mod in inp.modules:
@@ -541,7 +543,20 @@ def allocate(inp: AllocationInput) -> Allocation:
         elif p >= upper[g] - 1e-6:
             bound = why[g]
         elif p >= up[g] - 1e-6:
-            bound = BoundBy.MODULES
+            # at its module capacity: the modules are the limit only if they fall short of what the first
+            # decision wanted; else the capacity was sized to that decision, and its reason is the reason
+            # (a low class that got nothing is bound by priority, not by the modules it was not given)
+            assert desired is not None
+            if module_cap[g] < desired.p[g] - 1e-6:
+                bound = BoundBy.MODULES
+            elif desired.p[g] >= upper[g] - 1e-6:
+                bound = why[g]
+            elif desired.p[g] >= reach[g] - 1e-6:
+                bound = BoundBy.MODULES
+            elif desired.marginal_class is not None and gun.priority > desired.marginal_class:
+                bound = BoundBy.PRIORITY
+            else:
+                bound = desired.budget_bound
         elif dec.marginal_class is not None and gun.priority > dec.marginal_class:
             bound = BoundBy.PRIORITY
         else:

@@ -125,6 +125,25 @@ def test_modules_move_only_through_draining_and_split_fairly(engine: str) -> Non
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_gun_at_its_module_capacity_is_bound_by_what_sized_it(engine: str) -> None:
+    """Capacity is assigned for the first decision; a gun that got little or nothing for another reason
+    (the grid ran out in its class, a higher class took it all) says so, and only a real module shortage
+    says modules. (Before, every gun at its capacity said modules, also one given none for priority.)"""
+    mods = tuple(ModuleInput(f"M{i}", 40.0, allowed=(0, 1, 2)) for i in range(6))
+    t = CycleTable(AllocationInput(dt_s=1.0, grid=GridInput(120), guns=(
+        gun("A", 120, priority=1), gun("B", 100, priority=2), gun("C", 50, priority=3)), modules=mods), engine)
+    # A takes the whole cap: the grid ran out in B's class, C's class got nothing; neither got a module
+    t.step(modules="AAA---", A=120, A_bound=BoundBy.VEHICLE, B=0, B_cap=0, B_bound=BoundBy.GRID,
+           C=0, C_cap=0, C_bound=BoundBy.PRIORITY)
+    # the cap rises to 160: B gets the 40 kW left, one module sized to it: still the grid, not modules
+    t.step(with_grid(import_limit_kw=160.0), modules="AAAB--", B=40, B_cap=40, B_bound=BoundBy.GRID,
+           C_bound=BoundBy.PRIORITY)
+    # plenty of grid: B takes the two free modules, none is left for C, which is now short of modules
+    t.step(with_grid(import_limit_kw=1000.0), modules="AAABBB", B=100, B_bound=BoundBy.VEHICLE,
+           C=0, C_cap=0, C_bound=BoundBy.MODULES)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_module_hysteresis_holds_before_release_and_ignores_flicker(engine: str) -> None:
     prm = Params(module_release_hold_s=3.0, module_release_margin_kw=5.0)
     mods = tuple(ModuleInput(f"M{i}", 40.0, allowed=(0, 1), gun=(0 if i < 2 else 1)) for i in range(4))
