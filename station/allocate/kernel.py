@@ -318,56 +318,63 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
 
 
 @njit
-def heap_push(heap, size, key_p, key_have, g):
-    """Push gun g keyed (priority, have, g) onto an array-backed binary min-heap; returns the new size."""
+def key_less(p1, h1, g1, p2, h2, g2):
+    """(priority, have, gun) order of the short-gun heap."""
+    if p1 != p2:
+        return p1 < p2
+    if h1 != h2:
+        return h1 < h2
+    return g1 < g2
+
+
+@njit
+def heap_push(hp, hh, hg, size, key_p, key_have, g):
+    """Push gun g keyed (priority, have, g) onto a binary min-heap kept in three arrays (priority, have,
+    gun); returns the new size. Sifts with a hole: one write per level instead of a swap."""
     i = size
-    heap[i, 0] = key_p
-    heap[i, 1] = key_have
-    heap[i, 2] = g
     while i > 0:
-        parent = (i - 1) // 2
-        if heap_less(heap, i, parent):
-            for c in range(3):
-                t = heap[i, c]
-                heap[i, c] = heap[parent, c]
-                heap[parent, c] = t
+        parent = (i - 1) >> 1
+        if key_less(key_p, key_have, g, hp[parent], hh[parent], hg[parent]):
+            hp[i] = hp[parent]
+            hh[i] = hh[parent]
+            hg[i] = hg[parent]
             i = parent
         else:
             break
+    hp[i] = key_p
+    hh[i] = key_have
+    hg[i] = g
     return size + 1
 
 
 @njit
-def heap_less(heap, a, b):
-    if heap[a, 0] != heap[b, 0]:
-        return heap[a, 0] < heap[b, 0]
-    if heap[a, 1] != heap[b, 1]:
-        return heap[a, 1] < heap[b, 1]
-    return heap[a, 2] < heap[b, 2]
+def heap_sift_down(hp, hh, hg, size, key_p, key_have, g):
+    """Put (key_p, key_have, g) at the root's place and sift it down (the root is overwritten)."""
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and key_less(hp[c + 1], hh[c + 1], hg[c + 1], hp[c], hh[c], hg[c]):
+            c += 1
+        if key_less(hp[c], hh[c], hg[c], key_p, key_have, g):
+            hp[i] = hp[c]
+            hh[i] = hh[c]
+            hg[i] = hg[c]
+            i = c
+        else:
+            break
+    hp[i] = key_p
+    hh[i] = key_have
+    hg[i] = g
 
 
 @njit
-def heap_pop(heap, size):
+def heap_pop(hp, hh, hg, size):
     """Remove the top of the heap (read it before calling); returns the new size."""
     size -= 1
-    for c in range(3):
-        heap[0, c] = heap[size, c]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        right = left + 1
-        smallest = i
-        if left < size and heap_less(heap, left, smallest):
-            smallest = left
-        if right < size and heap_less(heap, right, smallest):
-            smallest = right
-        if smallest == i:
-            break
-        for c in range(3):
-            t = heap[i, c]
-            heap[i, c] = heap[smallest, c]
-            heap[smallest, c] = t
-        i = smallest
+    if size > 0:
+        heap_sift_down(hp, hh, hg, size, hp[size], hh[size], hg[size])
     return size
 
 
@@ -526,16 +533,19 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
     stamp = 0
     queue = np.empty(nm, dtype=np.int64)
     heap_cap = 2 * (n + nm) + 4
-    heap = np.empty((heap_cap, 3))  # every short gun that is not stuck has an entry with its current key
+    # every short gun that is not stuck has an entry with its current key; the top stays in place while it
+    # is served and is then re-keyed in place (one sift instead of a pop and a push)
+    hp = np.empty(heap_cap)
+    hh = np.empty(heap_cap)
+    hg = np.empty(heap_cap, dtype=np.int64)
     size = 0
     for g in range(n):
         if have[g] < need[g] - EPS:
-            size = heap_push(heap, size, gun_in[g, G_PRIORITY], have[g], g)
+            size = heap_push(hp, hh, hg, size, gun_in[g, G_PRIORITY], have[g], g)
     while size > 0:
-        g = int(heap[0, 2])
-        stale = heap[0, 1] != have[g]
-        size = heap_pop(heap, size)
-        if stale or stuck[g] or not have[g] < need[g] - EPS:
+        g = hg[0]
+        if hh[0] != have[g] or stuck[g] or not have[g] < need[g] - EPS:
+            size = heap_pop(hp, hh, hg, size)
             continue  # lazily deleted: its key changed, or it is done
         vg = gun_in[g, G_VOLTAGE]
         pick = -1
@@ -580,6 +590,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                         qt += 1
             if end < 0:
                 stuck[g] = True
+                size = heap_pop(hp, hh, hg, size)
                 continue
             y = mod_gun[end]
             switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have,
@@ -599,17 +610,19 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                 queue[touched] = to
                 touched += 1
                 c = prev
-        if size + touched + 2 > heap_cap:  # rebuild without the stale entries
+        if size + touched + 2 > heap_cap:  # rebuild without the stale entries (g's included)
             size = 0
             for h in range(n):
                 if not stuck[h] and have[h] < need[h] - EPS:
-                    size = heap_push(heap, size, gun_in[h, G_PRIORITY], have[h], h)
-        if have[g] < need[g] - EPS:
-            size = heap_push(heap, size, gun_in[g, G_PRIORITY], have[g], g)
+                    size = heap_push(hp, hh, hg, size, gun_in[h, G_PRIORITY], have[h], h)
+        elif have[g] < need[g] - EPS:
+            heap_sift_down(hp, hh, hg, size, gun_in[g, G_PRIORITY], have[g], g)  # g's entry, re-keyed
+        else:
+            size = heap_pop(hp, hh, hg, size)  # g is covered
         for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
             h = queue[i]
             if not stuck[h] and have[h] < need[h] - EPS:
-                size = heap_push(heap, size, gun_in[h, G_PRIORITY], have[h], h)
+                size = heap_push(hp, hh, hg, size, gun_in[h, G_PRIORITY], have[h], h)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
