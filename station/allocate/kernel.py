@@ -425,17 +425,13 @@ def pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, curso
 
 
 @njit
-def switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have, m, g, vg):
+def switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have, m, g, vg):
     """Switch free module m in to gun g at voltage vg (it is idle: no current flows yet)."""
     mod_gun[m] = g
     surplus_s[m] = 0.0
     fresh[m] = True
     own_kw[m] = module_kw_at(mod_in, m, vg)
     have[g] += own_kw[m]
-    gr = int(mod_in[m, M_GROUP])
-    for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
-        if pair_kw[k] > 0.0:
-            free_count[grp_guns[k]] -= 1
 
 
 @njit
@@ -513,16 +509,6 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
     # c) free modules to short guns, one at a time: highest class, then least capacity, then index; a gun
     #    with no free module in reach tries an augmenting path over modules switched in by this call
     n_grp = grp_ptr.shape[0] - 1
-    free_in_group = np.zeros(n_grp, dtype=np.int64)
-    for m in range(nm):
-        if mod_gun[m] < 0 and available[m] and idle[m]:
-            free_in_group[int(mod_in[m, M_GROUP])] += 1
-    free_count = np.zeros(n, dtype=np.int64)  # free modules each gun could take now
-    for gr in range(n_grp):
-        if free_in_group[gr] > 0:
-            for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
-                if pair_kw[k] > 0.0:
-                    free_count[grp_guns[k]] += free_in_group[gr]
     # each group's members in index order (grp_mem, static): cursor[gr] walks them past those taken
     cursor = grp_start[:n_grp].copy()
     grp_end = grp_start[1:]
@@ -548,13 +534,12 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
             size = heap_pop(hp, hh, hg, size)
             continue  # lazily deleted: its key changed, or it is done
         vg = gun_in[g, G_VOLTAGE]
-        pick = -1
-        if free_count[g] > 0:
-            pick = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
-                             available, idle, g, need[g] - have[g], -1.0)
+        # pick_free walks each group's cursor past taken modules (amortised): -1 when none is free in reach
+        pick = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available,
+                         idle, g, need[g] - have[g], -1.0)
         touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
         if pick >= 0:
-            switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have,
+            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have,
                       pick, g, vg)
         else:
             stamp += 1
@@ -573,12 +558,11 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                 m = queue[qh]
                 qh += 1
                 y = mod_gun[m]
-                if free_count[y] > 0:
-                    rep = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
-                                    available, idle, y, 0.0, own_kw[m])
-                    if rep >= 0:
-                        end = m
-                        break
+                rep = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
+                                available, idle, y, 0.0, own_kw[m])
+                if rep >= 0:
+                    end = m
+                    break
                 vy = gun_in[y, G_VOLTAGE]
                 for k in range(gun_ptr[y], gun_ptr[y + 1]):
                     r = gun_mods[k]
@@ -593,7 +577,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                 size = heap_pop(hp, hh, hg, size)
                 continue
             y = mod_gun[end]
-            switch_in(mod_in, grp_ptr, grp_guns, pair_kw, free_count, mod_gun, surplus_s, fresh, own_kw, have,
+            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have,
                       rep, y, gun_in[y, G_VOLTAGE])
             queue[0] = y
             touched = 1
