@@ -38,3 +38,14 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED} is missing: the tests read the reference traces from ../shared")
     return SHARED
+
+
+class ManualClock:
+    """The injected clock of a test: it moves only when the test sets ``t`` (timeouts, ages and backoffs
+    are tested by moving it, never by waiting)."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

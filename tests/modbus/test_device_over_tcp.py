@@ -16,17 +16,10 @@ from drivers.modbus.link import TcpEndpoint
 from drivers.modbus.regmap import load_map
 from hil.devices.cabinet import ModuleCabinetSim
 from hil.plant.modules import ModuleFault
+from tests.conftest import ManualClock as Clock
 
 DEVICES = Path(__file__).resolve().parents[2] / "config" / "devices"
 UNIT = 4
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def cabinet(port: int = 0) -> ModuleCabinetSim:

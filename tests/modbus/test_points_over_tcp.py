@@ -28,6 +28,7 @@ from hil.devices.cabinet import ModuleCabinetSim
 from hil.devices.meter import MeterSim
 from hil.plant.bess import BessRating
 from hil.plant.meter import MeterRating
+from tests.conftest import ManualClock as Clock
 
 HERE = Path(__file__).resolve().parent
 DEVICES = HERE.parents[1] / "config" / "devices"
@@ -42,14 +43,6 @@ class StaticSim(DeviceSim):
 
     def _refresh(self) -> None:
         pass
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def device(sim: DeviceSim, regmap: RegisterMap, unit: int, timeout_s: float = 0.2) -> ModbusDevice:

@@ -23,6 +23,7 @@ from drivers.modbus.health import Health, HealthPolicy
 from drivers.modbus.link import SerialEndpoint
 from drivers.modbus.regmap import RegisterMap, load_map
 from tests.conftest import REPO
+from tests.conftest import ManualClock as Clock
 
 UNIT = 7
 BAUD = 115200
@@ -46,14 +47,6 @@ def pty_pair() -> Iterator[tuple[str, str]]:
     finally:
         proc.terminate()
         proc.wait(5)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass

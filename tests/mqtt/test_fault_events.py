@@ -20,6 +20,7 @@ from hil.devices.cabinet import ModuleCabinetSim
 from hil.plant.modules import ModuleFault
 from station.attribution import PARTIES, party_of_stop
 from station.faults import FaultTracker
+from tests.conftest import ManualClock as Clock
 from tests.mqtt.conftest import WAIT_S, Broker
 from tests.mqtt.test_mqtt_link import SCHEMAS, check
 from tests.mqtt.test_mqtt_payloads import on_wire
@@ -101,14 +102,6 @@ def test_one_attribution_vocabulary_everywhere() -> None:
         Attribution.CHARGER_FAULT: "charger_hardware", Attribution.VEHICLE_DONE: None, Attribution.OPERATOR: None}
     with pytest.raises(ValueError, match="unknown session stop attribution"):
         party_of_stop("charger")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 async def test_a_module_fault_travels_from_the_modbus_simulator_to_the_operator_and_clears(

@@ -6,14 +6,7 @@ import json
 from pathlib import Path
 
 from drivers.mqtt.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, stamp
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.conftest import ManualClock as Clock
 
 
 def body(i: int, pad: int = 0) -> bytes:
@@ -61,7 +54,7 @@ def test_connection_generation_is_persisted(tmp_path: Path) -> None:
 
 
 def test_age_bound_drops_old_rows_and_counts_them(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     box = Outbox(tmp_path / "o.sqlite", max_age_s=60.0, clock=clock)
     for i in range(3):
         box.append("t", body(i), PRIORITY_TELEMETRY)
