@@ -22,8 +22,7 @@ from drivers.modbus.errors import DeviceException
 from drivers.modbus.health import Health, HealthPolicy
 from drivers.modbus.link import SerialEndpoint
 from drivers.modbus.regmap import RegisterMap, load_map
-from tests.conftest import REPO
-from tests.conftest import ManualClock as Clock
+from tests.conftest import REPO, ManualClock as Clock
 
 UNIT = 7
 BAUD = 115200
