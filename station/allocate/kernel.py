@@ -539,8 +539,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                          idle, g, need[g] - have[g], -1.0)
         touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
         if pick >= 0:
-            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have,
-                      pick, g, vg)
+            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have, pick, g, vg)
         else:
             stamp += 1
             qt = 0
@@ -577,8 +576,7 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
                 size = heap_pop(hp, hh, hg, size)
                 continue
             y = mod_gun[end]
-            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have,
-                      rep, y, gun_in[y, G_VOLTAGE])
+            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have, rep, y, gun_in[y, G_VOLTAGE])
             queue[0] = y
             touched = 1
             c = end
@@ -689,6 +687,19 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
         if g >= 0 and not draining[m] and available[m]:
             cap[g] += own_kw[m]
     return cap
+
+
+@njit
+def charge_bound(x, upper, limit, why, priority, marginal_priority, budget_bound):
+    """What bound a gun charging at ``x`` kW (reference.charge_bound): its own upper bound (``why``), the
+    module ``limit``, priority, or the budget."""
+    if x >= upper - TOL:
+        return why
+    if x >= limit - TOL:
+        return MODULES
+    if priority > marginal_priority:
+        return PRIORITY
+    return budget_bound
 
 
 @njit
@@ -810,6 +821,7 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         st, up, lo, eff, cls_order, cls_start, n_cls, p, members
     )
     marginal_priority = gun_in[cls_order[cls_start[marginal]], G_PRIORITY] if marginal >= 0 else math.inf
+    marginal_priority1 = gun_in[cls_order[cls_start[marginal1]], G_PRIORITY] if marginal1 >= 0 else math.inf
     unserved = 0.0
     for g in range(n):
         pg = p[g]
@@ -820,25 +832,12 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
                 b = MODULES
             else:
                 b = GRID
-        elif pg >= upper[g] - TOL:
-            b = why[g]
-        elif pg >= up[g] - TOL:
-            # reference.allocate: modules bind only if they fall short of the first decision
-            d = desired[g]
-            if cap[g] < d - TOL:
-                b = MODULES
-            elif d >= upper[g] - TOL:
-                b = why[g]
-            elif d >= up_r[g] - TOL:
-                b = MODULES
-            elif marginal1 >= 0 and gun_in[g, G_PRIORITY] > gun_in[cls_order[cls_start[marginal1]], G_PRIORITY]:
-                b = PRIORITY
-            else:
-                b = budget_bound1
-        elif gun_in[g, G_PRIORITY] > marginal_priority:
-            b = PRIORITY
         else:
-            b = budget_bound
+            b = charge_bound(pg, upper[g], up[g], why[g], gun_in[g, G_PRIORITY], marginal_priority, budget_bound)
+            if b == MODULES and cap[g] >= desired[g] - TOL:
+                # at a capacity sized to the first decision: that decision's reason (reference.allocate)
+                b = charge_bound(desired[g], upper[g], up_r[g], why[g], gun_in[g, G_PRIORITY], marginal_priority1,
+                                 budget_bound1)
         if b == RAMP:
             flags |= F_RAMP_LIMITED
         gun_out[g, GO_POWER] = pg

@@ -512,6 +512,18 @@ def gun_bounds(inp: AllocationInput) -> tuple[list[float], list[BoundBy], list[f
     return upper, why, lower, state
 
 
+def charge_bound(p: float, upper: float, limit: float, why: BoundBy, priority: int, dec: PowerDecision) -> BoundBy:
+    """What bound a gun charging at ``p`` kW in decision ``dec``: its own upper bound (``why``), the module
+    ``limit``, a higher class (priority), or the budget the decision ran out of."""
+    if p >= upper - 1e-6:
+        return why
+    if p >= limit - 1e-6:
+        return BoundBy.MODULES
+    if dec.marginal_class is not None and priority > dec.marginal_class:
+        return BoundBy.PRIORITY
+    return dec.budget_bound
+
+
 def allocate(inp: AllocationInput) -> Allocation:
     """The whole decision for one cycle (pure: same input, same output)."""
     n = len(inp.guns)
@@ -540,27 +552,12 @@ def allocate(inp: AllocationInput) -> Allocation:
         p = dec.p[g]
         if p < -EPS:
             bound = BoundBy.VEHICLE if p <= lower[g] + 1e-6 else (BoundBy.MODULES if p <= lo[g] + 1e-6 else BoundBy.GRID)
-        elif p >= upper[g] - 1e-6:
-            bound = why[g]
-        elif p >= up[g] - 1e-6:
-            # at its module capacity: the modules are the limit only if they fall short of what the first
-            # decision wanted; else the capacity was sized to that decision, and its reason is the reason
-            # (a low class that got nothing is bound by priority, not by the modules it was not given)
-            assert desired is not None
-            if module_cap[g] < desired.p[g] - 1e-6:
-                bound = BoundBy.MODULES
-            elif desired.p[g] >= upper[g] - 1e-6:
-                bound = why[g]
-            elif desired.p[g] >= reach[g] - 1e-6:
-                bound = BoundBy.MODULES
-            elif desired.marginal_class is not None and gun.priority > desired.marginal_class:
-                bound = BoundBy.PRIORITY
-            else:
-                bound = desired.budget_bound
-        elif dec.marginal_class is not None and gun.priority > dec.marginal_class:
-            bound = BoundBy.PRIORITY
         else:
-            bound = dec.budget_bound
+            bound = charge_bound(p, upper[g], up[g], why[g], gun.priority, dec)
+            if bound == BoundBy.MODULES and desired is not None and module_cap[g] >= desired.p[g] - 1e-6:
+                # at a capacity sized to the first decision, not short of it: that decision's reason (a low
+                # class that got nothing is bound by priority, not by the modules it was not given)
+                bound = charge_bound(desired.p[g], upper[g], min(upper[g], reach[g]), why[g], gun.priority, desired)
         results.append(GunResult(gun.id, p, bound, module_cap[g], *loop_state[g]))
         if bound == BoundBy.RAMP:
             dec.flags |= Flag.RAMP_LIMITED
