@@ -63,6 +63,19 @@ class SerialEndpoint:
 Endpoint = TcpEndpoint | SerialEndpoint
 
 
+async def _connected(client: AsyncModbusTcpClient | AsyncModbusSerialClient, device: str, endpoint: Endpoint) -> None:
+    """Connect ``client`` or close it and raise :class:`DeviceUnreachable` naming the device."""
+    try:
+        ok = await client.connect()
+    except (OSError, ModbusException) as exc:  # a serial port that does not exist raises here
+        client.close()
+        raise DeviceUnreachable(device, f"cannot connect to {endpoint}: {exc}") from exc
+    if not ok:
+        client.close()
+        raise DeviceUnreachable(device, f"cannot connect to {endpoint}")
+    client.set_max_no_responses(1 << 30)  # we decide when a silent device's connection is dropped
+
+
 class SerialLine:
     """One RS-485 line shared by the ``Link``s of every device on it: one pymodbus client, opened when the
     first device connects and closed when the last one leaves (or the port itself fails, for all of them),
@@ -99,16 +112,10 @@ class SerialLine:
                                          stopbits=ep.stopbits, bytesize=ep.bytesize, timeout=self.timeout_s,
                                          retries=0, reconnect_delay=0, name=ep.port)
         try:
-            ok = await client.connect()
-        except (OSError, ModbusException) as exc:  # a serial port that does not exist raises here
-            client.close()
+            await _connected(client, link.device, ep)
+        except DeviceUnreachable:
             self.detach(link)
-            raise DeviceUnreachable(link.device, f"cannot connect to {ep}: {exc}") from exc
-        if not ok:
-            client.close()
-            self.detach(link)
-            raise DeviceUnreachable(link.device, f"cannot connect to {ep}")
-        client.set_max_no_responses(1 << 30)
+            raise
         self.client = client
         self.opened += 1
         return client
@@ -187,15 +194,7 @@ class Link:
         ep = self.endpoint
         client = AsyncModbusTcpClient(ep.host, port=ep.port, timeout=self.timeout_s, retries=0, reconnect_delay=0,
                                       name=self.device)
-        try:
-            ok = await client.connect()
-        except (OSError, ModbusException) as exc:
-            client.close()
-            raise DeviceUnreachable(self.device, f"cannot connect to {ep}: {exc}") from exc
-        if not ok:
-            client.close()
-            raise DeviceUnreachable(self.device, f"cannot connect to {ep}")
-        client.set_max_no_responses(1 << 30)  # we decide when a silent device's connection is dropped
+        await _connected(client, self.device, ep)
         self._client = client
 
     def close(self) -> None:
