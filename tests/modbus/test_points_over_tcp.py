@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,19 @@ def device(sim: DeviceSim, regmap: RegisterMap, unit: int, timeout_s: float = 0.
     return ModbusDevice(cfg, regmap, clock=Clock(), rng=lambda: 0.5)
 
 
+EveryType = tuple[StaticSim, ModbusDevice]
+
+
+@pytest.fixture
+async def every_type() -> AsyncIterator[EveryType]:
+    """The test map served by a :class:`StaticSim` on unit 3, and our driver connected to it (0.2 s timeout)."""
+    sim = StaticSim(EVERY, [3]).start()
+    dev = device(sim, EVERY, 3, timeout_s=0.2)
+    yield sim, dev
+    await dev.close()
+    sim.stop()
+
+
 VALUES: dict[str, Any] = {
     "u16_plain": 65534, "u16_scaled": 655.34, "s16_scaled": -3276.7, "u32_big": 4_000_000_000,
     "u32_little": 123_456_780, "s32_big": -2_000_000.123, "s32_little": -2_147_483_647, "f32_big": 49.98,
@@ -67,83 +81,63 @@ def close_to(point: Point, got: Any, want: Any) -> bool:
     return bool(got == want)
 
 
-async def test_every_type_table_word_order_and_scaling_reads_back_exactly() -> None:
+async def test_every_type_table_word_order_and_scaling_reads_back_exactly(every_type: EveryType) -> None:
+    sim, dev = every_type
     assert {p.type for p in EVERY.points.values()} == {"u16", "s16", "u32", "s32", "f32", "string", "bits16",
                                                        "bits32", "bool"}
     assert set(VALUES) == set(EVERY.points)
-    sim = StaticSim(EVERY, [3]).start()
-    dev = device(sim, EVERY, 3)
-    try:
-        sim.force("power_sf", VALUES["power_sf"])  # the scale factor first: sf_scaled is encoded with it
-        for name, value in VALUES.items():
-            sim.force(name, value)
-        result = await dev.poll("all")
-        assert result.error is None, result.error
-        wrong = {n: (result.values[n], v) for n, v in VALUES.items()
-                 if result.values[n] is None or not close_to(EVERY.point(n), result.values[n], v)}
-        assert wrong == {}
-        assert {b.name for b in EVERY.point("alarms").active_bits(result.values["alarms"])} == {"low", "grid_lost"}
-        assert {(f.code, f.party) for f in dev.faults()} == {("hot", "charger_hardware"), ("grid_lost", "grid_link")}
-        assert len(dev.plan("all")) == 4  # one batched read per table
-    finally:
-        await dev.close()
-        sim.stop()
+    sim.force("power_sf", VALUES["power_sf"])  # the scale factor first: sf_scaled is encoded with it
+    for name, value in VALUES.items():
+        sim.force(name, value)
+    result = await dev.poll("all")
+    assert result.error is None, result.error
+    wrong = {n: (result.values[n], v) for n, v in VALUES.items()
+             if result.values[n] is None or not close_to(EVERY.point(n), result.values[n], v)}
+    assert wrong == {}
+    assert {b.name for b in EVERY.point("alarms").active_bits(result.values["alarms"])} == {"low", "grid_lost"}
+    assert {(f.code, f.party) for f in dev.faults()} == {("hot", "charger_hardware"), ("grid_lost", "grid_link")}
+    assert len(dev.plan("all")) == 4  # one batched read per table
 
 
-async def test_every_writable_type_is_written_verified_and_reaches_the_device() -> None:
-    sim = StaticSim(EVERY, [3]).start()
-    dev = device(sim, EVERY, 3)
+async def test_every_writable_type_is_written_verified_and_reaches_the_device(every_type: EveryType) -> None:
+    sim, dev = every_type
     writable = [p for p in EVERY.points.values() if p.writable and p.name != "power_sf"]
-    try:
-        sim.force("power_sf", -2)
-        for p in writable:
-            want = {"u16_plain": 1234, "text": "OK", "enable": True}.get(p.name, VALUES[p.name])
-            await dev.write(p.name, want)  # verify: true on each, so a mismatch would raise
-            assert close_to(p, sim.value(p.name, 3), want), (p.name, sim.value(p.name, 3), want)
-            assert dev.commanded[p.name] == want
-    finally:
-        await dev.close()
-        sim.stop()
+    sim.force("power_sf", -2)
+    for p in writable:
+        want = {"u16_plain": 1234, "text": "OK", "enable": True}.get(p.name, VALUES[p.name])
+        await dev.write(p.name, want)  # verify: true on each, so a mismatch would raise
+        assert close_to(p, sim.value(p.name, 3), want), (p.name, sim.value(p.name, 3), want)
+        assert dev.commanded[p.name] == want
 
 
-async def test_a_write_the_device_does_not_take_is_a_read_back_mismatch() -> None:
-    sim = StaticSim(EVERY, [3]).start()
-    dev = device(sim, EVERY, 3)
-    try:
-        await dev.write("s16_scaled", 12.5)  # taken: no error
-        sim.force("s16_scaled", 12.5)  # from now on the device keeps 12.5 whatever is written (a locked setpoint)
-        with pytest.raises(ReadBackMismatch) as info:
-            await dev.write("s16_scaled", -7.0)
-        assert (info.value.point, info.value.written) == ("s16_scaled", -7.0)
-        assert "wrote -7.0, read back 12.5" in str(info.value) and "dev-3" in str(info.value)
-        assert dev.health.state is Health.OK  # the device answered both exchanges: a command problem, not a link one
-    finally:
-        await dev.close()
-        sim.stop()
+async def test_a_write_the_device_does_not_take_is_a_read_back_mismatch(every_type: EveryType) -> None:
+    sim, dev = every_type
+    await dev.write("s16_scaled", 12.5)  # taken: no error
+    sim.force("s16_scaled", 12.5)  # from now on the device keeps 12.5 whatever is written (a locked setpoint)
+    with pytest.raises(ReadBackMismatch) as info:
+        await dev.write("s16_scaled", -7.0)
+    assert (info.value.point, info.value.written) == ("s16_scaled", -7.0)
+    assert "wrote -7.0, read back 12.5" in str(info.value) and "dev-3" in str(info.value)
+    assert dev.health.state is Health.OK  # the device answered both exchanges: a command problem, not a link one
 
 
 async def test_a_late_device_within_the_timeout_is_fine_beyond_it_times_out_and_its_stale_answer_is_dropped(
-        ) -> None:
-    sim = StaticSim(EVERY, [3]).start()
-    dev = device(sim, EVERY, 3, timeout_s=0.2)
-    try:
-        sim.force("u16_plain", 1)
-        sim.knobs(3).delay_s = 0.05
-        assert (await dev.read(["u16_plain"]))["u16_plain"] == 1
-        sim.knobs(3).delay_s = 0.25  # beyond the 0.2 s timeout: its answer comes 50 ms after we gave up
-        with pytest.raises(DeviceTimeout, match="no answer within 200 ms"):
-            await dev.read(["u16_plain"])
-        sim.force("u16_plain", 2)
-        sim.knobs(3).delay_s = 0.1
-        # sent at ~0.2 s, answered at ~0.3 s: the stale answer (value 1) arrives at ~0.25 s while this request
-        # waits, and must not be taken for this one's
-        assert (await dev.read(["u16_plain"]))["u16_plain"] == 2
-        sim.force("u16_plain", 3)
-        sim.knobs(3).delay_s = 0.0
-        assert (await dev.read(["u16_plain"]))["u16_plain"] == 3  # nothing left over on the connection
-    finally:
-        await dev.close()
-        sim.stop()
+        every_type: EveryType) -> None:
+    sim, dev = every_type
+    sim.force("u16_plain", 1)
+    sim.knobs(3).delay_s = 0.05
+    assert (await dev.read(["u16_plain"]))["u16_plain"] == 1
+    sim.knobs(3).delay_s = 0.25  # beyond the 0.2 s timeout: its answer comes 50 ms after we gave up
+    with pytest.raises(DeviceTimeout, match="no answer within 200 ms"):
+        await dev.read(["u16_plain"])
+    sim.force("u16_plain", 2)
+    sim.knobs(3).delay_s = 0.1
+    # sent at ~0.2 s, answered at ~0.3 s: the stale answer (value 1) arrives at ~0.25 s while this request
+    # waits, and must not be taken for this one's
+    assert (await dev.read(["u16_plain"]))["u16_plain"] == 2
+    sim.force("u16_plain", 3)
+    sim.knobs(3).delay_s = 0.0
+    assert (await dev.read(["u16_plain"]))["u16_plain"] == 3  # nothing left over on the connection
 
 
 def readable_values(sim: DeviceSim, unit: int) -> dict[str, Any]:
