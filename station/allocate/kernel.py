@@ -318,63 +318,55 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
 
 
 @njit
-def key_less(p1, h1, g1, p2, h2, g2):
-    """(priority, have, gun) order of the short-gun heap."""
-    if p1 != p2:
-        return p1 < p2
-    if h1 != h2:
-        return h1 < h2
-    return g1 < g2
+def key_less(h1, g1, h2, g2):
+    """(have, gun) order of the short-gun heap (one class at a time: the priority is the same)."""
+    return h1 < h2 or (h1 == h2 and g1 < g2)
 
 
 @njit
-def heap_push(hp, hh, hg, size, key_p, key_have, g):
-    """Push gun g keyed (priority, have, g) onto a binary min-heap kept in three arrays (priority, have,
-    gun); returns the new size. Sifts with a hole: one write per level instead of a swap."""
+def heap_push(hh, hg, size, key_have, g):
+    """Push gun g keyed (have, g) onto a binary min-heap kept in two arrays (have, gun); returns the new
+    size. Sifts with a hole: one write per level instead of a swap."""
     i = size
     while i > 0:
         parent = (i - 1) >> 1
-        if key_less(key_p, key_have, g, hp[parent], hh[parent], hg[parent]):
-            hp[i] = hp[parent]
+        if key_less(key_have, g, hh[parent], hg[parent]):
             hh[i] = hh[parent]
             hg[i] = hg[parent]
             i = parent
         else:
             break
-    hp[i] = key_p
     hh[i] = key_have
     hg[i] = g
     return size + 1
 
 
 @njit
-def heap_sift_down(hp, hh, hg, size, key_p, key_have, g):
-    """Put (key_p, key_have, g) at the root's place and sift it down (the root is overwritten)."""
+def heap_sift_down(hh, hg, size, key_have, g):
+    """Put (key_have, g) at the root's place and sift it down (the root is overwritten)."""
     i = 0
     while True:
         c = 2 * i + 1
         if c >= size:
             break
-        if c + 1 < size and key_less(hp[c + 1], hh[c + 1], hg[c + 1], hp[c], hh[c], hg[c]):
+        if c + 1 < size and key_less(hh[c + 1], hg[c + 1], hh[c], hg[c]):
             c += 1
-        if key_less(hp[c], hh[c], hg[c], key_p, key_have, g):
-            hp[i] = hp[c]
+        if key_less(hh[c], hg[c], key_have, g):
             hh[i] = hh[c]
             hg[i] = hg[c]
             i = c
         else:
             break
-    hp[i] = key_p
     hh[i] = key_have
     hg[i] = g
 
 
 @njit
-def heap_pop(hp, hh, hg, size):
+def heap_pop(hh, hg, size):
     """Remove the top of the heap (read it before calling); returns the new size."""
     size -= 1
     if size > 0:
-        heap_sift_down(hp, hh, hg, size, hp[size], hh[size], hg[size])
+        heap_sift_down(hh, hg, size, hh[size], hg[size])
     return size
 
 
@@ -383,7 +375,8 @@ def pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, curso
               deficit, at_least):
     """The free module for gun g (reference.pick_free): with ``at_least`` < 0, the smallest that covers
     ``deficit`` alone, else the largest; with ``at_least`` >= 0 (a replacement), the smallest of at least
-    that capacity. Ties: the least versatile, then the lowest index. -1 if there is none.
+    that capacity. Ties: the least versatile, then the lowest index. Returns (module, its capacity at g), -1 as
+    the module if there is none.
 
     Modules of a group are identical, so each group offers one candidate: its lowest-index free module.
     ``cursor[gr]`` walks the group's members in index order past those no longer free; nothing becomes
@@ -420,25 +413,35 @@ def pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, curso
             big_kw = kw
             big_deg = deg
     if cov >= 0 or at_least >= 0.0:
-        return cov
-    return big
+        return cov, cov_kw
+    return big, big_kw
 
 
 @njit
-def switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have, m, g, vg):
-    """Switch free module m in to gun g at voltage vg (it is idle: no current flows yet)."""
+def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
+    """Switch free module m in to gun g, where it carries ``kw`` (it is idle: no current flows yet)."""
     mod_gun[m] = g
     surplus_s[m] = 0.0
     fresh[m] = True
-    own_kw[m] = module_kw_at(mod_in, m, vg)
-    have[g] += own_kw[m]
+    own_kw[m] = kw
+    have[g] += kw
 
 
 @njit
-def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_start,
-                   grp_mem, gg_ptr, gg_grp, gg_pair, pair_kw, need, mod_gun, draining, surplus_s):
+def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun, draining,
+                   surplus_s):
     """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and returns each
     gun's usable capacity."""
+    mod_ptr = segment(topo, T_MOD_PTR)
+    mod_guns = segment(topo, T_MOD_GUNS)
+    gun_ptr = segment(topo, T_GUN_PTR)
+    gun_mods = segment(topo, T_GUN_MODS)
+    grp_ptr = segment(topo, T_GRP_PTR)
+    grp_start = segment(topo, T_GRP_START)
+    grp_mem = segment(topo, T_GRP_MEM)
+    gg_ptr = segment(topo, T_GG_PTR)
+    gg_grp = segment(topo, T_GG_GRP)
+    gg_pair = segment(topo, T_GG_PAIR)
     n = gun_in.shape[0]
     nm = mod_in.shape[0]
     dt = st[S_DT]
@@ -507,7 +510,9 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
             surplus_s[m] = 0.0
 
     # c) free modules to short guns, one at a time: highest class, then least capacity, then index; a gun
-    #    with no free module in reach tries an augmenting path over modules switched in by this call
+    #    with no free module in reach tries an augmenting path over modules switched in by this call.
+    #    Capacities only grow in c), so the classes can be served one after the other, each with its own
+    #    heap keyed (have, gun): the same order as one heap keyed (priority, have, gun), shallower.
     n_grp = grp_ptr.shape[0] - 1
     # each group's members in index order (grp_mem, static): cursor[gr] walks them past those taken
     cursor = grp_start[:n_grp].copy()
@@ -519,92 +524,96 @@ def assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp
     stamp = 0
     queue = np.empty(nm, dtype=np.int64)
     heap_cap = 2 * (n + nm) + 4
-    # every short gun that is not stuck has an entry with its current key; the top stays in place while it
-    # is served and is then re-keyed in place (one sift instead of a pop and a push)
-    hp = np.empty(heap_cap)
+    # every short gun of the class that is not stuck has an entry with its current key; the top stays in
+    # place while it is served and is then re-keyed in place (one sift instead of a pop and a push)
     hh = np.empty(heap_cap)
     hg = np.empty(heap_cap, dtype=np.int64)
-    size = 0
-    for g in range(n):
-        if have[g] < need[g] - EPS:
-            size = heap_push(hp, hh, hg, size, gun_in[g, G_PRIORITY], have[g], g)
-    while size > 0:
-        g = hg[0]
-        if hh[0] != have[g] or stuck[g] or not have[g] < need[g] - EPS:
-            size = heap_pop(hp, hh, hg, size)
-            continue  # lazily deleted: its key changed, or it is done
-        vg = gun_in[g, G_VOLTAGE]
-        # pick_free walks each group's cursor past taken modules (amortised): -1 when none is free in reach
-        pick = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available,
-                         idle, g, need[g] - have[g], -1.0)
-        touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
-        if pick >= 0:
-            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have, pick, g, vg)
-        else:
-            stamp += 1
-            qt = 0
-            for k in range(gun_ptr[g], gun_ptr[g + 1]):
-                m = gun_mods[k]
-                if fresh[m] and mod_gun[m] != g and module_kw_at(mod_in, m, vg) > 0.0:
-                    seen[m] = stamp
-                    came_from[m] = -1
-                    queue[qt] = m
-                    qt += 1
-            qh = 0
-            end = -1
-            rep = -1
-            while qh < qt:
-                m = queue[qh]
-                qh += 1
-                y = mod_gun[m]
-                rep = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
-                                available, idle, y, 0.0, own_kw[m])
-                if rep >= 0:
-                    end = m
-                    break
-                vy = gun_in[y, G_VOLTAGE]
-                for k in range(gun_ptr[y], gun_ptr[y + 1]):
-                    r = gun_mods[k]
-                    if (fresh[r] and seen[r] != stamp and mod_gun[r] != g and mod_gun[r] != y
-                            and module_kw_at(mod_in, r, vy) >= own_kw[m]):
-                        seen[r] = stamp
-                        came_from[r] = m
-                        queue[qt] = r
+    for c in range(n_cls):
+        pc = gun_in[cls_order[cls_start[c]], G_PRIORITY]
+        size = 0
+        for k in range(cls_start[c], cls_start[c + 1]):
+            g = cls_order[k]
+            if have[g] < need[g] - EPS:
+                size = heap_push(hh, hg, size, have[g], g)
+        while size > 0:
+            g = hg[0]
+            if hh[0] != have[g] or stuck[g] or not have[g] < need[g] - EPS:
+                size = heap_pop(hh, hg, size)
+                continue  # lazily deleted: its key changed, or it is done
+            vg = gun_in[g, G_VOLTAGE]
+            # pick_free walks each group's cursor past taken modules (amortised): -1 when none is free in reach
+            pick, kw = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
+                                 available, idle, g, need[g] - have[g], -1.0)
+            touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
+            if pick >= 0:
+                switch_in(mod_gun, surplus_s, fresh, own_kw, have, pick, g, kw)
+            else:
+                stamp += 1
+                qt = 0
+                for k in range(gun_ptr[g], gun_ptr[g + 1]):
+                    m = gun_mods[k]
+                    if fresh[m] and mod_gun[m] != g and module_kw_at(mod_in, m, vg) > 0.0:
+                        seen[m] = stamp
+                        came_from[m] = -1
+                        queue[qt] = m
                         qt += 1
-            if end < 0:
-                stuck[g] = True
-                size = heap_pop(hp, hh, hg, size)
-                continue
-            y = mod_gun[end]
-            switch_in(mod_in, mod_gun, surplus_s, fresh, own_kw, have, rep, y, gun_in[y, G_VOLTAGE])
-            queue[0] = y
-            touched = 1
-            c = end
-            while True:  # walk the path back: each module moves to the gun of the one before it, the first to g
-                prev = came_from[c]
-                to = mod_gun[prev] if prev >= 0 else g
-                have[mod_gun[c]] -= own_kw[c]
-                mod_gun[c] = to
-                own_kw[c] = module_kw_at(mod_in, c, gun_in[to, G_VOLTAGE])
-                have[to] += own_kw[c]
-                if prev < 0:
-                    break
-                queue[touched] = to
-                touched += 1
-                c = prev
-        if size + touched + 2 > heap_cap:  # rebuild without the stale entries (g's included)
-            size = 0
-            for h in range(n):
-                if not stuck[h] and have[h] < need[h] - EPS:
-                    size = heap_push(hp, hh, hg, size, gun_in[h, G_PRIORITY], have[h], h)
-        elif have[g] < need[g] - EPS:
-            heap_sift_down(hp, hh, hg, size, gun_in[g, G_PRIORITY], have[g], g)  # g's entry, re-keyed
-        else:
-            size = heap_pop(hp, hh, hg, size)  # g is covered
-        for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
-            h = queue[i]
-            if not stuck[h] and have[h] < need[h] - EPS:
-                size = heap_push(hp, hh, hg, size, gun_in[h, G_PRIORITY], have[h], h)
+                qh = 0
+                end = -1
+                rep = -1
+                rep_kw = 0.0
+                while qh < qt:
+                    m = queue[qh]
+                    qh += 1
+                    y = mod_gun[m]
+                    rep, rep_kw = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor,
+                                            mod_gun, available, idle, y, 0.0, own_kw[m])
+                    if rep >= 0:
+                        end = m
+                        break
+                    vy = gun_in[y, G_VOLTAGE]
+                    for k in range(gun_ptr[y], gun_ptr[y + 1]):
+                        r = gun_mods[k]
+                        if (fresh[r] and seen[r] != stamp and mod_gun[r] != g and mod_gun[r] != y
+                                and module_kw_at(mod_in, r, vy) >= own_kw[m]):
+                            seen[r] = stamp
+                            came_from[r] = m
+                            queue[qt] = r
+                            qt += 1
+                if end < 0:
+                    stuck[g] = True
+                    size = heap_pop(hh, hg, size)
+                    continue
+                y = mod_gun[end]
+                switch_in(mod_gun, surplus_s, fresh, own_kw, have, rep, y, rep_kw)
+                queue[0] = y
+                touched = 1
+                m = end
+                while True:  # walk the path back: each module moves to the gun of the one before it, the first to g
+                    prev = came_from[m]
+                    to = mod_gun[prev] if prev >= 0 else g
+                    have[mod_gun[m]] -= own_kw[m]
+                    mod_gun[m] = to
+                    own_kw[m] = module_kw_at(mod_in, m, gun_in[to, G_VOLTAGE])
+                    have[to] += own_kw[m]
+                    if prev < 0:
+                        break
+                    queue[touched] = to
+                    touched += 1
+                    m = prev
+            if size + touched + 2 > heap_cap:  # rebuild without the stale entries (g's included)
+                size = 0
+                for k in range(cls_start[c], cls_start[c + 1]):
+                    h = cls_order[k]
+                    if not stuck[h] and have[h] < need[h] - EPS:
+                        size = heap_push(hh, hg, size, have[h], h)
+            elif have[g] < need[g] - EPS:
+                heap_sift_down(hh, hg, size, have[g], g)  # g's entry, re-keyed
+            else:
+                size = heap_pop(hh, hg, size)  # g is covered
+            for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
+                h = queue[i]  # guns of later classes get their entry when their class is served
+                if gun_in[h, G_PRIORITY] == pc and not stuck[h] and have[h] < need[h] - EPS:
+                    size = heap_push(hh, hg, size, have[h], h)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
@@ -705,10 +714,6 @@ def charge_bound(x, upper, limit, why, priority, marginal_priority, budget_bound
 @njit
 def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     """One cycle's decision. Inputs and outputs as laid out in layout.py."""
-    mod_ptr = segment(topo, T_MOD_PTR)
-    mod_guns = segment(topo, T_MOD_GUNS)
-    gun_ptr = segment(topo, T_GUN_PTR)
-    gun_mods = segment(topo, T_GUN_MODS)
     grp_ptr = segment(topo, T_GRP_PTR)
     grp_guns = segment(topo, T_GRP_GUNS)
     grp_rep = segment(topo, T_GRP_REP)
@@ -776,15 +781,17 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         for gr in range(grp_rep.shape[0]):
             for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
                 pair_kw[k] = module_kw_at(mod_in, grp_rep[gr], gun_in[grp_guns[k], G_VOLTAGE])
-        n_grp = grp_rep.shape[0]
-        count = np.zeros(n_grp)  # available modules per group
-        for m in range(nm):
-            if mod_in[m, M_AVAILABLE] > 0.5:
-                count[int(mod_in[m, M_GROUP])] += 1.0
+        # what all available modules in reach could carry: the bound of the first decision
+        grp_start = segment(topo, T_GRP_START)
+        grp_mem = segment(topo, T_GRP_MEM)
         reach = np.zeros(n)
-        for gr in range(n_grp):
+        for gr in range(grp_rep.shape[0]):
+            count = 0.0  # available modules of the group
+            for i in range(grp_start[gr], grp_start[gr + 1]):
+                if mod_in[grp_mem[i], M_AVAILABLE] > 0.5:
+                    count += 1.0
             for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
-                reach[grp_guns[k]] += count[gr] * pair_kw[k]
+                reach[grp_guns[k]] += count * pair_kw[k]
         up_r = np.empty(n)
         lo_r = np.empty(n)
         for g in range(n):
@@ -803,10 +810,8 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
             mod_gun[m] = int(mod_in[m, M_GUN])
             draining[m] = mod_in[m, M_DRAINING] > 0.5
             surplus_s[m] = mod_in[m, M_SURPLUS_S]
-        cap = assign_modules(st, gun_in, mod_in, mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns,
-                             segment(topo, T_GRP_START), segment(topo, T_GRP_MEM), segment(topo, T_GG_PTR),
-                             segment(topo, T_GG_GRP), segment(topo, T_GG_PAIR), pair_kw, need, mod_gun, draining,
-                             surplus_s)
+        cap = assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun,
+                             draining, surplus_s)
         for m in range(nm):
             mod_out[m, MO_GUN] = mod_gun[m]
             mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0
