@@ -59,8 +59,9 @@ def module_kw_at(mod_in, m, voltage_v):
 
 
 @njit
-def fill_up(members, count, upper, eff, budget, p):
-    """Water-fill ``budget`` over members[:count] charging in [0, upper]; returns what is left."""
+def fill_up(members, count, upper, eff, budget, p, keys):
+    """Water-fill ``budget`` over members[:count] charging in [0, upper]; returns what is left. ``keys`` is
+    scratch of at least ``count``."""
     need = 0.0
     for k in range(count):
         g = members[k]
@@ -72,12 +73,11 @@ def fill_up(members, count, upper, eff, budget, p):
         return budget - need
     remaining = max(budget, 0.0)
     weight = 0.0
-    keys = np.empty(count)
     for k in range(count):
         g = members[k]
         weight += 1.0 / eff[g]
         keys[k] = upper[g]
-    order = np.argsort(keys, kind="mergesort")  # members are in index order: ties break by index
+    order = np.argsort(keys[:count], kind="mergesort")  # members are in index order: ties break by index
     level = 0.0
     k = 0
     while k < count:
@@ -96,8 +96,9 @@ def fill_up(members, count, upper, eff, budget, p):
 
 
 @njit
-def fill_down(members, count, depth, eff, produce, p):
-    """Discharge members[:count] (each down to depth) to put ``produce`` AC kW on the bus, max-min fair."""
+def fill_down(members, count, depth, eff, produce, p, keys):
+    """Discharge members[:count] (each down to depth) to put ``produce`` AC kW on the bus, max-min fair.
+    ``keys`` is scratch of at least ``count``."""
     can = 0.0
     for k in range(count):
         g = members[k]
@@ -109,12 +110,11 @@ def fill_down(members, count, depth, eff, produce, p):
         return produce - can
     remaining = max(produce, 0.0)
     weight = 0.0
-    keys = np.empty(count)
     for k in range(count):
         g = members[k]
         weight += eff[g]
         keys[k] = depth[g]
-    order = np.argsort(keys, kind="mergesort")
+    order = np.argsort(keys[:count], kind="mergesort")
     level = 0.0
     k = 0
     while k < count:
@@ -133,7 +133,7 @@ def fill_down(members, count, depth, eff, produce, p):
 
 
 @njit
-def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p, members):
+def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p, members, keys):
     """Serve classes in order (cls_order lists guns sorted by priority, grouped by cls_start), only guns
     with select[g]; returns (left, marginal priority or -1)."""
     for c in range(n_cls):
@@ -145,7 +145,7 @@ def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p,
                 count += 1
         if count == 0:
             continue
-        left = fill_up(members, count, upper, eff, budget, p)
+        left = fill_up(members, count, upper, eff, budget, p, keys)
         short = 0.0
         for k in range(count):
             short += upper[members[k]] - p[members[k]]
@@ -156,7 +156,7 @@ def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p,
 
 
 @njit
-def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce, p, members):
+def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce, p, members, keys):
     """Discharge the lowest class first (fair within a class), as far as the offers go."""
     for c in range(n_cls - 1, -1, -1):
         count = 0
@@ -167,15 +167,57 @@ def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce,
                 count += 1
         if count == 0:
             continue
-        produce = fill_down(members, count, depth, eff, produce, p)
+        produce = fill_down(members, count, depth, eff, produce, p, keys)
         if produce <= EPS:
             return
 
 
+PICKED_CLASSES = 8  # up to this many priority classes are picked out one by one, more are sorted
+
+
 @njit
-def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members):
+def priority_classes(priority, cls_order, cls_start):
+    """Guns in priority order, index order inside a class (a stable sort), into ``cls_order``; class c is
+    cls_order[cls_start[c]:cls_start[c + 1]]. Returns the number of classes.
+
+    A station has a handful of classes, so they are picked out one at a time (two passes over the guns
+    each): ~10x cheaper than a sort at 512 guns (docs/benchmarks.md). Beyond PICKED_CLASSES classes, or
+    with a priority that does not compare (NaN), a stable argsort gives the same order."""
+    n = priority.shape[0]
+    n_cls = 0
+    k = 0
+    last = -math.inf
+    while k < n and n_cls < PICKED_CLASSES:
+        lowest = math.inf
+        for g in range(n):
+            v = priority[g]
+            if last < v < lowest:
+                lowest = v
+        if lowest == math.inf:
+            break
+        cls_start[n_cls] = k
+        n_cls += 1
+        for g in range(n):
+            if priority[g] == lowest:
+                cls_order[k] = g
+                k += 1
+        last = lowest
+    if k < n:
+        cls_order[:] = np.argsort(priority, kind="mergesort")
+        n_cls = 0
+        for k in range(n):
+            if k == 0 or priority[cls_order[k]] != priority[cls_order[k - 1]]:
+                cls_start[n_cls] = k
+                n_cls += 1
+    cls_start[n_cls] = n
+    return n_cls
+
+
+@njit
+def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel):
     """Mirror of reference.decide_power. Returns (bess, grid, shortfall, flags, marginal class index
-    or -1, budget bound code)."""
+    or -1, budget bound code). ``members``, ``keys``, ``depth`` (one per gun) and ``sel`` (three rows of
+    one per gun) are scratch."""
     n = upper.shape[0]
     for g in range(n):
         p[g] = 0.0
@@ -214,13 +256,13 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
     if ramped and hi < cap - EPS:
         budget_bound = RAMP
 
-    flexible = np.empty(n, dtype=np.bool_)
-    firm = np.empty(n, dtype=np.bool_)
-    everyone = np.ones(n, dtype=np.bool_)
-    depth = np.empty(n)
+    flexible = sel[0]
+    firm = sel[1]
+    everyone = sel[2]
     for g in range(n):
         flexible[g] = lower[g] < -EPS
         firm[g] = not flexible[g]
+        everyone[g] = True
         depth[g] = -lower[g]
 
     bess = 0.0
@@ -235,7 +277,8 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
         if budget < -EPS:
             hold = hi
         else:
-            left, marginal = fill_up_by_class(cls_order, cls_start, n_cls, everyone, upper, eff, budget, p, members)
+            left, marginal = fill_up_by_class(cls_order, cls_start, n_cls, everyone, upper, eff, budget, p, members,
+                                              keys)
             vehicles = 0.0
             for g in range(n):
                 vehicles += ac_kw(p[g], eff[g])
@@ -290,16 +333,16 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members)
                 fb = vb - firm_full
                 if fb >= 0.0:
                     left, marginal = fill_up_by_class(
-                        cls_order, cls_start, n_cls, flexible, upper, eff, fb, p, members
+                        cls_order, cls_start, n_cls, flexible, upper, eff, fb, p, members, keys
                     )
                 else:
-                    fill_down_by_class(cls_order, cls_start, n_cls, flexible, depth, eff, -fb, p, members)
+                    fill_down_by_class(cls_order, cls_start, n_cls, flexible, depth, eff, -fb, p, members, keys)
             else:
                 for g in range(n):
                     if flexible[g]:
                         p[g] = lower[g]
                 left, marginal = fill_up_by_class(
-                    cls_order, cls_start, n_cls, firm, upper, eff, vb - flex_min, p, members
+                    cls_order, cls_start, n_cls, firm, upper, eff, vb - flex_min, p, members, keys
                 )
         if math.isnan(hold) or hold >= cap - EPS:
             budget_bound = GRID
@@ -429,9 +472,9 @@ def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
 
 @njit
 def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun, draining,
-                   surplus_s):
-    """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and returns each
-    gun's usable capacity."""
+                   surplus_s, cap):
+    """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and writes each
+    gun's usable capacity into ``cap``."""
     mod_ptr = segment(topo, T_MOD_PTR)
     mod_guns = segment(topo, T_MOD_GUNS)
     gun_ptr = segment(topo, T_GUN_PTR)
@@ -448,12 +491,23 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
     hold = st[S_MOD_HOLD]
     margin = st[S_MOD_MARGIN]
     idle_a = st[S_MOD_IDLE_A]
-    available = np.empty(nm, dtype=np.bool_)
-    idle = np.empty(nm, dtype=np.bool_)
-    own_kw = np.zeros(nm)  # capacity of each module at the gun it is switched to
+    # vectors as rows of one block per type and size (one allocation each instead of one per vector)
+    mb = np.empty((4, nm), dtype=np.bool_)
+    available, idle, surplus, fresh = mb[0], mb[1], mb[2], mb[3]
+    mi = np.empty((3, nm), dtype=np.int64)
+    came_from, seen, queue = mi[0], mi[1], mi[2]
+    own_kw = np.empty(nm)  # capacity of each module at the gun it is switched to
+    gf = np.empty((2, n))
+    have, left = gf[0], gf[1]
+    gb = np.empty((2, n), dtype=np.bool_)
+    short, stuck = gb[0], gb[1]
     for m in range(nm):
         available[m] = mod_in[m, M_AVAILABLE] > 0.5
         idle[m] = abs(mod_in[m, M_CURRENT]) < idle_a
+        surplus[m] = False
+        fresh[m] = False
+        seen[m] = 0  # stamp of the search that reached a module
+        own_kw[m] = 0.0
 
     # a) finish drains; a faulted module leaves its gun like a drained one
     for m in range(nm):
@@ -469,14 +523,14 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
         else:
             own_kw[m] = module_kw_at(mod_in, m, gun_in[mod_gun[m], G_VOLTAGE])
 
-    have = np.zeros(n)
+    have[:] = 0.0
     for m in range(nm):
         g = mod_gun[m]
         if g >= 0 and not draining[m] and available[m]:
             have[g] += own_kw[m]
-    short = np.empty(n, dtype=np.bool_)
     for g in range(n):
         short[g] = have[g] < need[g] - EPS
+        stuck[g] = False
     for m in range(nm):
         g = mod_gun[m]
         if draining[m] and available[m] and g >= 0 and have[g] < need[g] - EPS:
@@ -491,8 +545,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
                 have[g] += own_kw[m]
 
     # b) surplus (highest module index first within each gun)
-    surplus = np.zeros(nm, dtype=np.bool_)
-    left = have.copy()
+    left[:] = have
     for m in range(nm - 1, -1, -1):
         g = mod_gun[m]
         if g >= 0 and not draining[m]:
@@ -517,12 +570,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
     # each group's members in index order (grp_mem, static): cursor[gr] walks them past those taken
     cursor = grp_start[:n_grp].copy()
     grp_end = grp_start[1:]
-    fresh = np.zeros(nm, dtype=np.bool_)
-    stuck = np.zeros(n, dtype=np.bool_)
-    came_from = np.empty(nm, dtype=np.int64)
-    seen = np.zeros(nm, dtype=np.int64)  # stamp of the search that reached a module
     stamp = 0
-    queue = np.empty(nm, dtype=np.int64)
     heap_cap = 2 * (n + nm) + 4
     # every short gun of the class that is not stuck has an entry with its current key; the top stays in
     # place while it is served and is then re-keyed in place (one sift instead of a pop and a push)
@@ -690,12 +738,11 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
             deficit -= kg
             incoming += kg
 
-    cap = np.zeros(n)
+    cap[:] = 0.0
     for m in range(nm):
         g = mod_gun[m]
         if g >= 0 and not draining[m] and available[m]:
             cap[g] += own_kw[m]
-    return cap
 
 
 @njit
@@ -719,10 +766,14 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     grp_rep = segment(topo, T_GRP_REP)
     n = gun_in.shape[0]
     dt = st[S_DT]
-    eff = np.empty(n)
-    upper = np.empty(n)
-    lower = np.empty(n)
-    why = np.empty(n, dtype=np.int64)
+    # the per-gun vectors are rows of three blocks: one allocation per type instead of one per vector
+    # (each costs 15-40 ns, a fair share of a cycle at 64 guns: docs/benchmarks.md)
+    gf = np.empty((14, n))
+    eff, upper, lower, p, cap, desired, up_r, lo_r = gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7]
+    need, up, lo, keys, depth, reach = gf[8], gf[9], gf[10], gf[11], gf[12], gf[13]
+    gi = np.empty((4, n + 1), dtype=np.int64)
+    why, cls_order, members, cls_start = gi[0, :n], gi[1, :n], gi[2, :n], gi[3]
+    sel = np.empty((3, n), dtype=np.bool_)  # decide_power's selections of guns
     for g in range(n):
         eff[g] = gun_in[g, G_EFF]
         veh = min(gun_in[g, G_DEMAND], gun_in[g, G_VEHICLE_MAX])
@@ -757,21 +808,12 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         gun_out[g, GO_UNDER_S] = s
         gun_out[g, GO_DRAW_CAP] = dcap
 
-    # classes: guns sorted by priority (stable: index order inside a class)
-    cls_order = np.argsort(gun_in[:, G_PRIORITY], kind="mergesort")
-    cls_start = np.empty(n + 1, dtype=np.int64)
-    n_cls = 0
-    for k in range(n):
-        if k == 0 or gun_in[cls_order[k], G_PRIORITY] != gun_in[cls_order[k - 1], G_PRIORITY]:
-            cls_start[n_cls] = k
-            n_cls += 1
-    cls_start[n_cls] = n
-    members = np.empty(n, dtype=np.int64)
-    p = np.empty(n)
+    n_cls = priority_classes(gun_in[:, G_PRIORITY], cls_order, cls_start)
 
-    cap = np.full(n, math.inf)
-    desired = np.empty(n)  # the first decision (before module assignment), for the bound of a gun at its cap
-    up_r = upper
+    # desired: the first decision (before module assignment), for the bound of a gun at its capacity
+    for g in range(n):
+        cap[g] = math.inf
+        up_r[g] = upper[g]
     marginal1 = -1
     budget_bound1 = GRID
     nm = mod_in.shape[0]
@@ -784,7 +826,7 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         # what all available modules in reach could carry: the bound of the first decision
         grp_start = segment(topo, T_GRP_START)
         grp_mem = segment(topo, T_GRP_MEM)
-        reach = np.zeros(n)
+        reach[:] = 0.0
         for gr in range(grp_rep.shape[0]):
             count = 0.0  # available modules of the group
             for i in range(grp_start[gr], grp_start[gr + 1]):
@@ -792,14 +834,11 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
                     count += 1.0
             for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
                 reach[grp_guns[k]] += count * pair_kw[k]
-        up_r = np.empty(n)
-        lo_r = np.empty(n)
         for g in range(n):
             up_r[g] = min(upper[g], reach[g])
             lo_r[g] = max(lower[g], -reach[g])
         _, _, _, _, marginal1, budget_bound1 = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p,
-                                                            members)
-        need = np.empty(n)
+                                                            members, keys, depth, sel)
         for g in range(n):
             need[g] = abs(p[g])
             desired[g] = p[g]
@@ -810,20 +849,18 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
             mod_gun[m] = int(mod_in[m, M_GUN])
             draining[m] = mod_in[m, M_DRAINING] > 0.5
             surplus_s[m] = mod_in[m, M_SURPLUS_S]
-        cap = assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun,
-                             draining, surplus_s)
+        assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun, draining,
+                       surplus_s, cap)
         for m in range(nm):
             mod_out[m, MO_GUN] = mod_gun[m]
             mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0
             mod_out[m, MO_SURPLUS_S] = surplus_s[m]
 
-    up = np.empty(n)
-    lo = np.empty(n)
     for g in range(n):
         up[g] = min(upper[g], cap[g])
         lo[g] = max(lower[g], -cap[g])
     bess, grid, shortfall, flags, marginal, budget_bound = decide_power(
-        st, up, lo, eff, cls_order, cls_start, n_cls, p, members
+        st, up, lo, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel
     )
     marginal_priority = gun_in[cls_order[cls_start[marginal]], G_PRIORITY] if marginal >= 0 else math.inf
     marginal_priority1 = gun_in[cls_order[cls_start[marginal1]], G_PRIORITY] if marginal1 >= 0 else math.inf
