@@ -361,19 +361,19 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
 
 
 @njit
-def key_less(h1, g1, h2, g2):
-    """(have, gun) order of the short-gun heap (one class at a time: the priority is the same)."""
-    return h1 < h2 or (h1 == h2 and g1 < g2)
+def key_less(h1, g1, h2, g2, want):
+    """(have, -want, gun) order of the short-gun heap (one class at a time: the priority is the same)."""
+    return h1 < h2 or (h1 == h2 and (want[g1] > want[g2] or (want[g1] == want[g2] and g1 < g2)))
 
 
 @njit
-def heap_push(hh, hg, size, key_have, g):
-    """Push gun g keyed (have, g) onto a binary min-heap kept in two arrays (have, gun); returns the new
+def heap_push(hh, hg, size, key_have, g, want):
+    """Push gun g keyed (have, -want[g], g) onto a binary min-heap kept in two arrays (have, gun); returns the new
     size. Sifts with a hole: one write per level instead of a swap."""
     i = size
     while i > 0:
         parent = (i - 1) >> 1
-        if key_less(key_have, g, hh[parent], hg[parent]):
+        if key_less(key_have, g, hh[parent], hg[parent], want):
             hh[i] = hh[parent]
             hg[i] = hg[parent]
             i = parent
@@ -385,16 +385,16 @@ def heap_push(hh, hg, size, key_have, g):
 
 
 @njit
-def heap_sift_down(hh, hg, size, key_have, g):
+def heap_sift_down(hh, hg, size, key_have, g, want):
     """Put (key_have, g) at the root's place and sift it down (the root is overwritten)."""
     i = 0
     while True:
         c = 2 * i + 1
         if c >= size:
             break
-        if c + 1 < size and key_less(hh[c + 1], hg[c + 1], hh[c], hg[c]):
+        if c + 1 < size and key_less(hh[c + 1], hg[c + 1], hh[c], hg[c], want):
             c += 1
-        if key_less(hh[c], hg[c], key_have, g):
+        if key_less(hh[c], hg[c], key_have, g, want):
             hh[i] = hh[c]
             hg[i] = hg[c]
             i = c
@@ -405,11 +405,11 @@ def heap_sift_down(hh, hg, size, key_have, g):
 
 
 @njit
-def heap_pop(hh, hg, size):
+def heap_pop(hh, hg, size, want):
     """Remove the top of the heap (read it before calling); returns the new size."""
     size -= 1
     if size > 0:
-        heap_sift_down(hh, hg, size, hh[size], hg[size])
+        heap_sift_down(hh, hg, size, hh[size], hg[size], want)
     return size
 
 
@@ -471,7 +471,7 @@ def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
 
 
 @njit
-def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun, draining,
+def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, draining,
                    surplus_s, cap):
     """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and writes each
     gun's usable capacity into ``cap``."""
@@ -562,10 +562,11 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
         elif mod_gun[m] >= 0:
             surplus_s[m] = 0.0
 
-    # c) free modules to short guns, one at a time: highest class, then least capacity, then index; a gun
-    #    with no free module in reach tries an augmenting path over modules switched in by this call.
-    #    Capacities only grow in c), so the classes can be served one after the other, each with its own
-    #    heap keyed (have, gun): the same order as one heap keyed (priority, have, gun), shallower.
+    # c) free modules to short guns, one at a time: highest class, then least capacity, then the one that
+    #    would use more (want), then index; a gun with no free module in reach tries an augmenting path over
+    #    modules switched in by this call. Capacities only grow in c), so the classes can be served one
+    #    after the other, each with its own heap keyed (have, -want, gun): the same order as one heap keyed
+    #    (priority, have, -want, gun), shallower.
     n_grp = grp_ptr.shape[0] - 1
     # each group's members in index order (grp_mem, static): cursor[gr] walks them past those taken
     cursor = grp_start[:n_grp].copy()
@@ -582,11 +583,11 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
         for k in range(cls_start[c], cls_start[c + 1]):
             g = cls_order[k]
             if have[g] < need[g] - EPS:
-                size = heap_push(hh, hg, size, have[g], g)
+                size = heap_push(hh, hg, size, have[g], g, want)
         while size > 0:
             g = hg[0]
             if hh[0] != have[g] or stuck[g] or not have[g] < need[g] - EPS:
-                size = heap_pop(hh, hg, size)
+                size = heap_pop(hh, hg, size, want)
                 continue  # lazily deleted: its key changed, or it is done
             vg = gun_in[g, G_VOLTAGE]
             # pick_free walks each group's cursor past taken modules (amortised): -1 when none is free in reach
@@ -629,7 +630,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
                             qt += 1
                 if end < 0:
                     stuck[g] = True
-                    size = heap_pop(hh, hg, size)
+                    size = heap_pop(hh, hg, size, want)
                     continue
                 y = mod_gun[end]
                 switch_in(mod_gun, surplus_s, fresh, own_kw, have, rep, y, rep_kw)
@@ -653,15 +654,15 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
                 for k in range(cls_start[c], cls_start[c + 1]):
                     h = cls_order[k]
                     if not stuck[h] and have[h] < need[h] - EPS:
-                        size = heap_push(hh, hg, size, have[h], h)
+                        size = heap_push(hh, hg, size, have[h], h, want)
             elif have[g] < need[g] - EPS:
-                heap_sift_down(hh, hg, size, have[g], g)  # g's entry, re-keyed
+                heap_sift_down(hh, hg, size, have[g], g, want)  # g's entry, re-keyed
             else:
-                size = heap_pop(hh, hg, size)  # g is covered
+                size = heap_pop(hh, hg, size, want)  # g is covered
             for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
                 h = queue[i]  # guns of later classes get their entry when their class is served
                 if gun_in[h, G_PRIORITY] == pc and not stuck[h] and have[h] < need[h] - EPS:
-                    size = heap_push(hh, hg, size, have[h], h)
+                    size = heap_push(hh, hg, size, have[h], h, want)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
@@ -670,7 +671,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
         if have[g] < need[g] - EPS:
             order[n_short] = g
             n_short += 1
-    # insertion sort by (priority, have, index): few guns are short at once
+    # insertion sort by (priority, have, -want, index): few guns are short at once
     for i in range(1, n_short):
         g = order[i]
         j = i - 1
@@ -678,7 +679,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
             o = order[j]
             po = gun_in[o, G_PRIORITY]
             pg = gun_in[g, G_PRIORITY]
-            if po > pg or (po == pg and (have[o] > have[g] or (have[o] == have[g] and o > g))):
+            if po > pg or (po == pg and (have[o] > have[g] or (have[o] == have[g] and (
+                    want[o] < want[g] or (want[o] == want[g] and o > g))))):
                 order[j + 1] = o
                 j -= 1
             else:
@@ -768,9 +770,9 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     dt = st[S_DT]
     # the per-gun vectors are rows of three blocks: one allocation per type instead of one per vector
     # (each costs 15-40 ns, a fair share of a cycle at 64 guns: docs/benchmarks.md)
-    gf = np.empty((14, n))
+    gf = np.empty((15, n))
     eff, upper, lower, p, cap, desired, up_r, lo_r = gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7]
-    need, up, lo, keys, depth, reach = gf[8], gf[9], gf[10], gf[11], gf[12], gf[13]
+    need, up, lo, keys, depth, reach, want = gf[8], gf[9], gf[10], gf[11], gf[12], gf[13], gf[14]
     gi = np.empty((4, n + 1), dtype=np.int64)
     why, cls_order, members, cls_start = gi[0, :n], gi[1, :n], gi[2, :n], gi[3]
     sel = np.empty((3, n), dtype=np.bool_)  # decide_power's selections of guns
@@ -842,6 +844,7 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
         for g in range(n):
             need[g] = abs(p[g])
             desired[g] = p[g]
+            want[g] = up_r[g] if p[g] >= 0.0 else -lo_r[g]  # ties of the module order: who would use more
         mod_gun = np.empty(nm, dtype=np.int64)
         draining = np.empty(nm, dtype=np.bool_)
         surplus_s = np.empty(nm)
@@ -849,7 +852,7 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
             mod_gun[m] = int(mod_in[m, M_GUN])
             draining[m] = mod_in[m, M_DRAINING] > 0.5
             surplus_s[m] = mod_in[m, M_SURPLUS_S]
-        assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, mod_gun, draining,
+        assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, draining,
                        surplus_s, cap)
         for m in range(nm):
             mod_out[m, MO_GUN] = mod_gun[m]

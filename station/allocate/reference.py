@@ -298,12 +298,17 @@ class ModuleState:
         self.surplus_s = [m.surplus_s for m in modules]
 
 
-def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleState, list[float]]:
+def assign_modules(
+    inp: AllocationInput, desired: list[float], want: list[float] | None = None
+) -> tuple[ModuleState, list[float]]:
     """Switch modules so each gun's capacity covers ``desired`` with few changes: a gun keeps what it
     has, free modules go before drained ones.  With free modules only, the number switched in is the
     minimum whenever every gun sees one module size (each module covers the same share of a gun's
     deficit, so one module per step plus augmenting paths is exact); with mixed sizes covering is bin
     covering (NP-hard) and the rule is a heuristic whose gap is measured (docs/allocation.md).
+
+    ``want`` is each gun's bound before module assignment (default: its need); among short guns of one
+    class with equal capacity, the one that would use more gets the next module.
 
     Returns the new module state and each gun's usable capacity (switched in, available, not draining).
     """
@@ -312,6 +317,7 @@ def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleSt
     st = ModuleState(mods)
     volt = [g.voltage_v for g in guns]
     need = [abs(d) for d in desired]
+    want = need if want is None else want
 
     def kw(m: int, g: int) -> float:
         return module_kw_at(mods[m], volt[g])
@@ -363,10 +369,12 @@ def assign_modules(inp: AllocationInput, desired: list[float]) -> tuple[ModuleSt
         elif st.gun[m] >= 0:
             st.surplus_s[m] = 0.0
 
-    def rank(g: int) -> tuple[int, float, int]:
-        return (guns[g].priority, have[g], g)
+    def rank(g: int) -> tuple[int, float, float, int]:
+        return (guns[g].priority, have[g], -want[g], g)
 
-    # c) free modules to short guns, one at a time: to the highest class, then the least capacity.  A
+    # c) free modules to short guns, one at a time: to the highest class, then the least capacity, then the
+    #    gun that would use more (``want``: its bound before module assignment; with equal capacities the
+    #    module raises that gun furthest, which is what leximin fairness asks).  A
     #    gun with no free module in reach may still get one through an augmenting path: it takes a module
     #    switched in by this same call (still idle, so re-pointing it costs no switching) from another gun,
     #    which takes an at-least-as-large replacement, free or again re-pointed (pick_free, augment).
@@ -539,7 +547,8 @@ def allocate(inp: AllocationInput) -> Allocation:
                 for g in mod.allowed:
                     reach[g] += module_kw_at(mod, inp.guns[g].voltage_v)
         desired = decide_power(inp, [min(u, r) for u, r in zip(upper, reach)], [max(v, -r) for v, r in zip(lower, reach)])
-        st, module_cap = assign_modules(inp, desired.p)
+        want = [min(u, r) if d >= 0 else min(-v, r) for u, v, r, d in zip(upper, lower, reach, desired.p)]
+        st, module_cap = assign_modules(inp, desired.p, want)
         mod_results = tuple(
             ModuleResult(m.id, st.gun[i], st.draining[i], st.surplus_s[i]) for i, m in enumerate(inp.modules)
         )
