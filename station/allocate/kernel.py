@@ -28,6 +28,7 @@ from station.allocate.layout import (
     SO_UNSERVED, T_GG_GRP, T_GG_PAIR, T_GG_PTR, T_GRP_GUNS, T_GRP_MEM, T_GRP_PTR, T_GRP_REP, T_GRP_START,
     T_GUN_MODS, T_GUN_PTR, T_MOD_GUNS, T_MOD_PTR,
 )
+from station.allocate.model import MODULE_ROUNDS
 
 EPS = 1e-9
 TOL = 1e-6
@@ -361,55 +362,61 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
 
 
 @njit
-def key_less(h1, g1, h2, g2, want):
+def key_less(h1, w1, g1, h2, w2, g2):
     """(have, -want, gun) order of the short-gun heap (one class at a time: the priority is the same)."""
-    return h1 < h2 or (h1 == h2 and (want[g1] > want[g2] or (want[g1] == want[g2] and g1 < g2)))
+    return h1 < h2 or (h1 == h2 and (w1 > w2 or (w1 == w2 and g1 < g2)))
 
 
 @njit
-def heap_push(hh, hg, size, key_have, g, want):
-    """Push gun g keyed (have, -want[g], g) onto a binary min-heap kept in two arrays (have, gun); returns the new
-    size. Sifts with a hole: one write per level instead of a swap."""
+def heap_push(hh, hw, hg, size, key_have, key_want, g):
+    """Push gun g keyed (have, -want, g) onto a binary min-heap kept in three arrays (have, want, gun); returns
+    the new size. The want sits beside the key rather than being looked up by gun: that lookup was a
+    dependent load in every compare and made a full reassignment half again as slow. Sifts with a hole: one
+    write per level instead of a swap."""
     i = size
     while i > 0:
         parent = (i - 1) >> 1
-        if key_less(key_have, g, hh[parent], hg[parent], want):
+        if key_less(key_have, key_want, g, hh[parent], hw[parent], hg[parent]):
             hh[i] = hh[parent]
+            hw[i] = hw[parent]
             hg[i] = hg[parent]
             i = parent
         else:
             break
     hh[i] = key_have
+    hw[i] = key_want
     hg[i] = g
     return size + 1
 
 
 @njit
-def heap_sift_down(hh, hg, size, key_have, g, want):
-    """Put (key_have, g) at the root's place and sift it down (the root is overwritten)."""
+def heap_sift_down(hh, hw, hg, size, key_have, key_want, g):
+    """Put (key_have, key_want, g) at the root's place and sift it down (the root is overwritten)."""
     i = 0
     while True:
         c = 2 * i + 1
         if c >= size:
             break
-        if c + 1 < size and key_less(hh[c + 1], hg[c + 1], hh[c], hg[c], want):
+        if c + 1 < size and key_less(hh[c + 1], hw[c + 1], hg[c + 1], hh[c], hw[c], hg[c]):
             c += 1
-        if key_less(hh[c], hg[c], key_have, g, want):
+        if key_less(hh[c], hw[c], hg[c], key_have, key_want, g):
             hh[i] = hh[c]
+            hw[i] = hw[c]
             hg[i] = hg[c]
             i = c
         else:
             break
     hh[i] = key_have
+    hw[i] = key_want
     hg[i] = g
 
 
 @njit
-def heap_pop(hh, hg, size, want):
+def heap_pop(hh, hw, hg, size):
     """Remove the top of the heap (read it before calling); returns the new size."""
     size -= 1
     if size > 0:
-        heap_sift_down(hh, hg, size, hh[size], hg[size], want)
+        heap_sift_down(hh, hw, hg, size, hh[size], hw[size], hg[size])
     return size
 
 
@@ -471,10 +478,129 @@ def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
 
 
 @njit
+def cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, surplus_s, have, stuck,
+          fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, stamp):
+    """Stage c) of assign_modules (reference: ``cover``): free modules to the short guns, one at a time:
+    highest class, then least capacity, then the one that would use more (want), then index; a gun with
+    no free module in reach tries an augmenting path over modules switched in by this call (``fresh``).
+    Capacities only grow here, so the classes can be served one after the other, each with its own heap
+    keyed (have, -want, gun): the same order as one heap keyed (priority, have, -want, gun), shallower.
+    Every short gun of the class that is not stuck has an entry with its current key; the top stays in
+    place while it is served and is then re-keyed in place (one sift instead of a pop and a push).
+
+    Returns (the last search stamp, the number of switch-ins and augmenting paths)."""
+    grp_ptr = segment(topo, T_GRP_PTR)
+    grp_start = segment(topo, T_GRP_START)
+    grp_mem = segment(topo, T_GRP_MEM)
+    gg_ptr = segment(topo, T_GG_PTR)
+    gg_grp = segment(topo, T_GG_GRP)
+    gg_pair = segment(topo, T_GG_PAIR)
+    gun_ptr = segment(topo, T_GUN_PTR)
+    gun_mods = segment(topo, T_GUN_MODS)
+    grp_end = grp_start[1:]
+    heap_cap = hh.shape[0]
+    count = 0
+    for c in range(n_cls):
+        pc = gun_in[cls_order[cls_start[c]], G_PRIORITY]
+        size = 0
+        for k in range(cls_start[c], cls_start[c + 1]):
+            g = cls_order[k]
+            if have[g] < need[g] - EPS:
+                size = heap_push(hh, hw, hg, size, have[g], want[g], g)
+        while size > 0:
+            g = hg[0]
+            if hh[0] != have[g] or stuck[g] or not have[g] < need[g] - EPS:
+                size = heap_pop(hh, hw, hg, size)
+                continue  # lazily deleted: its key changed, or it is done
+            vg = gun_in[g, G_VOLTAGE]
+            # pick_free walks each group's cursor past taken modules (amortised): -1 when none is free in reach
+            pick, kw = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
+                                 available, idle, g, need[g] - have[g], -1.0)
+            touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
+            if pick >= 0:
+                switch_in(mod_gun, surplus_s, fresh, own_kw, have, pick, g, kw)
+                count += 1
+            else:
+                stamp += 1
+                qt = 0
+                for k in range(gun_ptr[g], gun_ptr[g + 1]):
+                    m = gun_mods[k]
+                    if fresh[m] and mod_gun[m] != g and module_kw_at(mod_in, m, vg) > 0.0:
+                        seen[m] = stamp
+                        came_from[m] = -1
+                        queue[qt] = m
+                        qt += 1
+                qh = 0
+                end = -1
+                rep = -1
+                rep_kw = 0.0
+                while qh < qt:
+                    m = queue[qh]
+                    qh += 1
+                    y = mod_gun[m]
+                    rep, rep_kw = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor,
+                                            mod_gun, available, idle, y, 0.0, own_kw[m])
+                    if rep >= 0:
+                        end = m
+                        break
+                    vy = gun_in[y, G_VOLTAGE]
+                    for k in range(gun_ptr[y], gun_ptr[y + 1]):
+                        r = gun_mods[k]
+                        if (fresh[r] and seen[r] != stamp and mod_gun[r] != g and mod_gun[r] != y
+                                and module_kw_at(mod_in, r, vy) >= own_kw[m]):
+                            seen[r] = stamp
+                            came_from[r] = m
+                            queue[qt] = r
+                            qt += 1
+                if end < 0:
+                    stuck[g] = True
+                    size = heap_pop(hh, hw, hg, size)
+                    continue
+                y = mod_gun[end]
+                switch_in(mod_gun, surplus_s, fresh, own_kw, have, rep, y, rep_kw)
+                count += 1
+                queue[0] = y
+                touched = 1
+                m = end
+                while True:  # walk the path back: each module moves to the gun of the one before it, the first to g
+                    prev = came_from[m]
+                    to = mod_gun[prev] if prev >= 0 else g
+                    have[mod_gun[m]] -= own_kw[m]
+                    mod_gun[m] = to
+                    own_kw[m] = module_kw_at(mod_in, m, gun_in[to, G_VOLTAGE])
+                    have[to] += own_kw[m]
+                    if prev < 0:
+                        break
+                    queue[touched] = to
+                    touched += 1
+                    m = prev
+            if size + touched + 2 > heap_cap:  # rebuild without the stale entries (g's included)
+                size = 0
+                for k in range(cls_start[c], cls_start[c + 1]):
+                    h = cls_order[k]
+                    if not stuck[h] and have[h] < need[h] - EPS:
+                        size = heap_push(hh, hw, hg, size, have[h], want[h], h)
+            elif have[g] < need[g] - EPS:
+                heap_sift_down(hh, hw, hg, size, have[g], want[g], g)  # g's entry, re-keyed
+            else:
+                size = heap_pop(hh, hw, hg, size)  # g is covered
+            for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
+                h = queue[i]  # guns of later classes get their entry when their class is served
+                if gun_in[h, G_PRIORITY] == pc and not stuck[h] and have[h] < need[h] - EPS:
+                    size = heap_push(hh, hw, hg, size, have[h], want[h], h)
+    return stamp, count
+
+
+@njit
 def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, draining,
-                   surplus_s, cap):
+                   surplus_s, cap, upper, lower, eff, p, members, keys, depth, sel, desired, up_r, lo_r):
     """Mirror of reference.assign_modules; updates mod_gun/draining/surplus_s in place and writes each
-    gun's usable capacity into ``cap``."""
+    gun's usable capacity into ``cap``.
+
+    Stage e) re-decides (decide_power on ``upper``/``lower`` bounded by the capacity each gun can still
+    reach, into ``p``) when modules ran short, like the reference's ``redecide``: the decision the
+    capacities were last sized to is left in ``desired``, ``need`` and its bounds in ``up_r``/``lo_r``.
+    Returns (rounds run, marginal class and budget bound of the last re-decision)."""
     mod_ptr = segment(topo, T_MOD_PTR)
     mod_guns = segment(topo, T_MOD_GUNS)
     gun_ptr = segment(topo, T_GUN_PTR)
@@ -497,8 +623,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
     mi = np.empty((3, nm), dtype=np.int64)
     came_from, seen, queue = mi[0], mi[1], mi[2]
     own_kw = np.empty(nm)  # capacity of each module at the gun it is switched to
-    gf = np.empty((2, n))
-    have, left = gf[0], gf[1]
+    gf = np.empty((3, n))
+    have, left, incoming_of = gf[0], gf[1], gf[2]
     gb = np.empty((2, n), dtype=np.bool_)
     short, stuck = gb[0], gb[1]
     for m in range(nm):
@@ -562,112 +688,22 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
         elif mod_gun[m] >= 0:
             surplus_s[m] = 0.0
 
-    # c) free modules to short guns, one at a time: highest class, then least capacity, then the one that
-    #    would use more (want), then index; a gun with no free module in reach tries an augmenting path over
-    #    modules switched in by this call. Capacities only grow in c), so the classes can be served one
-    #    after the other, each with its own heap keyed (have, -want, gun): the same order as one heap keyed
-    #    (priority, have, -want, gun), shallower.
+    # c) free modules to short guns (cover); each group's members in index order (grp_mem, static):
+    #    cursor[gr] walks them past those taken, which nothing frees again during the call
     n_grp = grp_ptr.shape[0] - 1
-    # each group's members in index order (grp_mem, static): cursor[gr] walks them past those taken
     cursor = grp_start[:n_grp].copy()
-    grp_end = grp_start[1:]
-    stamp = 0
-    heap_cap = 2 * (n + nm) + 4
-    # every short gun of the class that is not stuck has an entry with its current key; the top stays in
-    # place while it is served and is then re-keyed in place (one sift instead of a pop and a push)
-    hh = np.empty(heap_cap)
-    hg = np.empty(heap_cap, dtype=np.int64)
-    for c in range(n_cls):
-        pc = gun_in[cls_order[cls_start[c]], G_PRIORITY]
-        size = 0
-        for k in range(cls_start[c], cls_start[c + 1]):
-            g = cls_order[k]
-            if have[g] < need[g] - EPS:
-                size = heap_push(hh, hg, size, have[g], g, want)
-        while size > 0:
-            g = hg[0]
-            if hh[0] != have[g] or stuck[g] or not have[g] < need[g] - EPS:
-                size = heap_pop(hh, hg, size, want)
-                continue  # lazily deleted: its key changed, or it is done
-            vg = gun_in[g, G_VOLTAGE]
-            # pick_free walks each group's cursor past taken modules (amortised): -1 when none is free in reach
-            pick, kw = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun,
-                                 available, idle, g, need[g] - have[g], -1.0)
-            touched = 0  # guns whose capacity changed: queue[0:touched] is reused for them afterwards
-            if pick >= 0:
-                switch_in(mod_gun, surplus_s, fresh, own_kw, have, pick, g, kw)
-            else:
-                stamp += 1
-                qt = 0
-                for k in range(gun_ptr[g], gun_ptr[g + 1]):
-                    m = gun_mods[k]
-                    if fresh[m] and mod_gun[m] != g and module_kw_at(mod_in, m, vg) > 0.0:
-                        seen[m] = stamp
-                        came_from[m] = -1
-                        queue[qt] = m
-                        qt += 1
-                qh = 0
-                end = -1
-                rep = -1
-                rep_kw = 0.0
-                while qh < qt:
-                    m = queue[qh]
-                    qh += 1
-                    y = mod_gun[m]
-                    rep, rep_kw = pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor,
-                                            mod_gun, available, idle, y, 0.0, own_kw[m])
-                    if rep >= 0:
-                        end = m
-                        break
-                    vy = gun_in[y, G_VOLTAGE]
-                    for k in range(gun_ptr[y], gun_ptr[y + 1]):
-                        r = gun_mods[k]
-                        if (fresh[r] and seen[r] != stamp and mod_gun[r] != g and mod_gun[r] != y
-                                and module_kw_at(mod_in, r, vy) >= own_kw[m]):
-                            seen[r] = stamp
-                            came_from[r] = m
-                            queue[qt] = r
-                            qt += 1
-                if end < 0:
-                    stuck[g] = True
-                    size = heap_pop(hh, hg, size, want)
-                    continue
-                y = mod_gun[end]
-                switch_in(mod_gun, surplus_s, fresh, own_kw, have, rep, y, rep_kw)
-                queue[0] = y
-                touched = 1
-                m = end
-                while True:  # walk the path back: each module moves to the gun of the one before it, the first to g
-                    prev = came_from[m]
-                    to = mod_gun[prev] if prev >= 0 else g
-                    have[mod_gun[m]] -= own_kw[m]
-                    mod_gun[m] = to
-                    own_kw[m] = module_kw_at(mod_in, m, gun_in[to, G_VOLTAGE])
-                    have[to] += own_kw[m]
-                    if prev < 0:
-                        break
-                    queue[touched] = to
-                    touched += 1
-                    m = prev
-            if size + touched + 2 > heap_cap:  # rebuild without the stale entries (g's included)
-                size = 0
-                for k in range(cls_start[c], cls_start[c + 1]):
-                    h = cls_order[k]
-                    if not stuck[h] and have[h] < need[h] - EPS:
-                        size = heap_push(hh, hg, size, have[h], h, want)
-            elif have[g] < need[g] - EPS:
-                heap_sift_down(hh, hg, size, have[g], g, want)  # g's entry, re-keyed
-            else:
-                size = heap_pop(hh, hg, size, want)  # g is covered
-            for i in range(touched):  # a duplicate of an unchanged key is harmless: once popped, g's key moves
-                h = queue[i]  # guns of later classes get their entry when their class is served
-                if gun_in[h, G_PRIORITY] == pc and not stuck[h] and have[h] < need[h] - EPS:
-                    size = heap_push(hh, hg, size, have[h], h, want)
+    heap_f = np.empty((2, 2 * (n + nm) + 4))  # the short-gun heap: have, want (float rows), gun
+    hh = heap_f[0]
+    hw = heap_f[1]
+    hg = np.empty(2 * (n + nm) + 4, dtype=np.int64)
+    stamp, _ = cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, surplus_s,
+                     have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, 0)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
     order = np.empty(n, dtype=np.int64)
     for g in range(n):
+        incoming_of[g] = 0.0
         if have[g] < need[g] - EPS:
             order[n_short] = g
             n_short += 1
@@ -739,12 +775,56 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
             have[h] -= own_kw[best_m]
             deficit -= kg
             incoming += kg
+        incoming_of[g] = incoming
+
+    # e) modules ran short: decide again with each gun bounded by what it has, what is on its way and the
+    #    free modules it can still reach, and cover the guns whose share grew (only from free modules)
+    rounds = 0
+    marginal = -1
+    budget_bound = GRID
+    free = came_from  # scratch: free modules per group (came_from is rewritten by each search before use)
+    while rounds < MODULE_ROUNDS:
+        short_any = False
+        for g in range(n):
+            if have[g] < need[g] - EPS:
+                short_any = True
+                break
+        if not short_any:
+            break
+        rounds += 1
+        for gr in range(n_grp):
+            k = 0
+            for i in range(grp_start[gr], grp_start[gr + 1]):
+                m = grp_mem[i]
+                if mod_gun[m] < 0 and available[m] and idle[m]:
+                    k += 1
+            free[gr] = k
+        for g in range(n):
+            b = 0.0
+            for k in range(gg_ptr[g], gg_ptr[g + 1]):
+                kw = pair_kw[gg_pair[k]]
+                if kw > 0.0:
+                    b += free[gg_grp[k]] * kw
+            b += have[g] + incoming_of[g]
+            up_r[g] = min(upper[g], b)
+            lo_r[g] = max(lower[g], -b)
+        _, _, _, _, marginal, budget_bound = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p,
+                                                          members, keys, depth, sel)
+        for g in range(n):
+            need[g] = abs(p[g])
+            desired[g] = p[g]
+        stamp, count = cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun,
+                             surplus_s, have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from,
+                             queue, stamp)
+        if count == 0:
+            break
 
     cap[:] = 0.0
     for m in range(nm):
         g = mod_gun[m]
         if g >= 0 and not draining[m] and available[m]:
             cap[g] += own_kw[m]
+    return rounds, marginal, budget_bound
 
 
 @njit
@@ -852,8 +932,12 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
             mod_gun[m] = int(mod_in[m, M_GUN])
             draining[m] = mod_in[m, M_DRAINING] > 0.5
             surplus_s[m] = mod_in[m, M_SURPLUS_S]
-        assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, draining,
-                       surplus_s, cap)
+        rounds, marginal_r, budget_bound_r = assign_modules(
+            st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, draining, surplus_s,
+            cap, upper, lower, eff, p, members, keys, depth, sel, desired, up_r, lo_r)
+        if rounds > 0:  # the capacities were last sized to a re-decision
+            marginal1 = marginal_r
+            budget_bound1 = budget_bound_r
         for m in range(nm):
             mod_out[m, MO_GUN] = mod_gun[m]
             mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0

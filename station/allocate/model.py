@@ -18,6 +18,9 @@ import math
 from dataclasses import dataclass, field
 
 INF = math.inf
+# how often the module assignment may re-decide when modules ran short (stage e of assign_modules);
+# random scarce stations never needed more than 2 (bench/bench_assignment.py)
+MODULE_ROUNDS = 3
 
 
 class BoundBy(enum.IntEnum):

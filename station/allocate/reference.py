@@ -34,9 +34,11 @@ One cycle, in order:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from station.allocate.model import (
     INF,
+    MODULE_ROUNDS,
     Allocation,
     AllocationInput,
     BoundBy,
@@ -299,7 +301,10 @@ class ModuleState:
 
 
 def assign_modules(
-    inp: AllocationInput, desired: list[float], want: list[float] | None = None
+    inp: AllocationInput,
+    desired: list[float],
+    want: list[float] | None = None,
+    redecide: Callable[[list[float]], list[float]] | None = None,
 ) -> tuple[ModuleState, list[float]]:
     """Switch modules so each gun's capacity covers ``desired`` with few changes: a gun keeps what it
     has, free modules go before drained ones.  With free modules only, the number switched in is the
@@ -309,6 +314,11 @@ def assign_modules(
 
     ``want`` is each gun's bound before module assignment (default: its need); among short guns of one
     class with equal capacity, the one that would use more gets the next module.
+
+    ``redecide(bound)`` (optional) re-runs the power step with each gun bounded by the capacity it can
+    still reach and returns the new desired powers: when modules ran short, the power a short gun cannot
+    carry goes to guns that can still take a free module, which are then covered (e, up to
+    ``MODULE_ROUNDS`` times).
 
     Returns the new module state and each gun's usable capacity (switched in, available, not draining).
     """
@@ -429,18 +439,27 @@ def assign_modules(
                     queue.append(r)
         return False
 
-    while True:
-        short = sorted((g for g in range(n) if not stuck[g] and have[g] < need[g] - EPS), key=rank)
-        if not short:
-            break
-        g = short[0]
-        m = pick_free(g, need[g] - have[g])
-        if m >= 0:
-            switch_in(m, g)
-        elif not augment(g):
-            stuck[g] = True
+    def cover() -> int:
+        """Cover the short guns from free modules; returns how many were switched in."""
+        count = 0
+        while True:
+            short = sorted((g for g in range(n) if not stuck[g] and have[g] < need[g] - EPS), key=rank)
+            if not short:
+                return count
+            g = short[0]
+            m = pick_free(g, need[g] - have[g])
+            if m >= 0:
+                switch_in(m, g)
+                count += 1
+            elif augment(g):
+                count += 1
+            else:
+                stuck[g] = True
+
+    cover()
 
     # d) still short: drain a module from someone who can spare it
+    incoming_of = [0.0] * n
     for g in sorted((g for g in range(n) if have[g] < need[g] - EPS), key=rank):
         pending = sum(
             kw(m, g) for m in range(len(mods)) if st.draining[m] and mods[m].available and g in mods[m].allowed
@@ -475,6 +494,19 @@ def assign_modules(
             have[h] -= kw(best_m, h)
             deficit -= kw(best_m, g)
             incoming += kw(best_m, g)
+        incoming_of[g] = incoming
+
+    # e) modules ran short: decide again with each gun bounded by what it has, what is on its way and the
+    #    free modules it can still reach, and cover the guns whose share grew (only from free modules)
+    for _ in range(MODULE_ROUNDS):
+        if redecide is None or not any(have[g] < need[g] - EPS for g in range(n)):
+            break
+        bound = [have[g] + incoming_of[g] + sum(kw(m, g) for m in range(len(mods))
+                                                 if is_free(m) and g in mods[m].allowed and kw(m, g) > 0)
+                 for g in range(n)]
+        need[:] = [abs(d) for d in redecide(bound)]
+        if cover() == 0:
+            break
     return st, capacity()
 
 
@@ -548,7 +580,14 @@ def allocate(inp: AllocationInput) -> Allocation:
                     reach[g] += module_kw_at(mod, inp.guns[g].voltage_v)
         desired = decide_power(inp, [min(u, r) for u, r in zip(upper, reach)], [max(v, -r) for v, r in zip(lower, reach)])
         want = [min(u, r) if d >= 0 else min(-v, r) for u, v, r, d in zip(upper, lower, reach, desired.p)]
-        st, module_cap = assign_modules(inp, desired.p, want)
+
+        def redecide(bound: list[float]) -> list[float]:
+            nonlocal desired, reach
+            desired = decide_power(inp, [min(u, b) for u, b in zip(upper, bound)], [max(v, -b) for v, b in zip(lower, bound)])
+            reach = bound  # the capacities are now sized to this decision
+            return desired.p
+
+        st, module_cap = assign_modules(inp, desired.p, want, redecide)
         mod_results = tuple(
             ModuleResult(m.id, st.gun[i], st.draining[i], st.surplus_s[i]) for i, m in enumerate(inp.modules)
         )

@@ -26,7 +26,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from station.allocate import AllocationInput, allocate
+from station.allocate import AllocationInput, BoundBy, allocate
 from station.allocate.model import GridInput, GunInput, ModuleInput
 from station.allocate.reference import assign_modules, decide_power, gun_bounds, module_kw_at
 from tests.allocate.strategies import bess, guns
@@ -117,6 +117,39 @@ def test_augmenting_path_frees_the_only_module_a_later_gun_can_use() -> None:
         out = allocate(inp, kind)
         assert [r.gun for r in out.modules] == [1, 0], kind
         assert [round(r.power_kw, 9) for r in out.guns] == [40.0, 40.0, 0.0, 0.0], kind
+
+
+def test_of_guns_with_equal_capacity_the_one_that_would_use_more_gets_the_scarce_module() -> None:
+    """G0 carries one busy 40 kW module and wants 42 kW; G1 and G2 have an own 40 kW module each and
+    want 48 and 60 kW. One shared module is left: all three sit at 40 kW, and whoever gets it, the other
+    two stay there, so the fairest outcome (leximin) gives it to G2, which rises to 60 kW, not to G0,
+    which would rise by 2 kW. Ordering ties by gun index gave it to G0."""
+    mods = (ModuleInput("M0", 40.0, (1,)), ModuleInput("M1", 40.0, (2,)), ModuleInput("M2", 40.0, (0, 1, 2)),
+            ModuleInput("M3", 40.0, (0, 1, 2), gun=0, current_a=30.0))
+    gs = (GunInput("G0", demand_kw=42.0), GunInput("G1", demand_kw=48.0), GunInput("G2", demand_kw=60.0))
+    inp = AllocationInput(dt_s=0.1, grid=GridInput(1e9), guns=gs, modules=mods)
+    for kind in ("reference", "numba"):
+        out = allocate(inp, kind)
+        assert [r.gun for r in out.modules] == [1, 2, 2, 0], kind
+        assert [round(r.power_kw, 9) for r in out.guns] == [40.0, 40.0, 60.0], kind
+
+
+def test_power_a_module_bound_gun_cannot_carry_goes_to_a_gun_that_can_take_a_free_module() -> None:
+    """Grid 100 kW. G0 (class 1) wants 40 kW and reaches only M0, which G2 (class 2) shares; G1
+    (class 2) has two own modules. The first decision gives G0 40 and splits the other 60 as 30 / 30.
+    G0 takes M0, so G2 can get no module at all, and G1's 30 kW is covered by one module: sized to that
+    split, 20 kW of the grid would stay unused while G1's second module sits idle. The assignment
+    decides again with G2 bounded by what it can still reach (nothing) and switches M2 in to G1."""
+    mods = (ModuleInput("M0", 40.0, (0, 2)), ModuleInput("M1", 40.0, (1,)), ModuleInput("M2", 40.0, (1,)))
+    gs = (GunInput("G0", demand_kw=40.0, priority=1), GunInput("G1", demand_kw=100.0, priority=2),
+          GunInput("G2", demand_kw=100.0, priority=2))
+    inp = AllocationInput(dt_s=0.1, grid=GridInput(100.0), guns=gs, modules=mods)
+    for kind in ("reference", "numba"):
+        out = allocate(inp, kind)
+        assert [r.gun for r in out.modules] == [0, 1, 1], kind
+        assert [round(r.power_kw, 9) for r in out.guns] == [40.0, 60.0, 0.0], kind
+        assert [r.bound_by for r in out.guns] == [BoundBy.VEHICLE, BoundBy.GRID, BoundBy.MODULES], kind
+        assert round(out.grid_kw, 9) == 100.0, kind
 
 
 # --------------------------------------------------------------------------------- served power (MILP)
