@@ -13,9 +13,13 @@ One cycle, in order:
    rises by the margin each cycle, and disappears once it no longer binds (``closed_loop``).
 2. **Module assignment** (when modules are given). A *desired* allocation is computed with every
    reachable module counted; guns whose switched-in modules cannot carry their desired power get free
-   modules first, one at a time (highest class first, then the gun with the least capacity; a gun with
-   no free module in reach re-points one switched in this cycle through an augmenting path), then modules drained
-   from surplus guns, lower classes, or same-class guns with clearly more.  A module changes guns only
+   modules first, one at a time (highest class first, then the gun with the least capacity, then the one
+   that would use more; a gun with no free module in reach re-points one switched in this cycle through
+   an augmenting path), then modules drained from surplus guns, lower classes, or same-class guns with
+   clearly more.  If guns are still short, the power step is re-run with each gun bounded by what it
+   can still reach, and the guns whose share grew are covered from free modules (up to
+   ``MODULE_ROUNDS`` times): the power a short gun cannot carry goes to guns that can still take a
+   module instead of being lost.  A module changes guns only
    through *draining*: commanded to zero current, released once its current is ~0, then switched.
    Surplus modules are released only after ``module_release_hold_s`` and a margin (hysteresis).
 3. **Power decision** with the capacities actually switched in:
