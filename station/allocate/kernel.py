@@ -362,6 +362,24 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
 
 
 @njit
+def decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel, up_r,
+                        lo_r, need, desired):
+    """Mirror of the reference's ``redecide``: decide_power with each gun bounded by the capacity it can
+    reach (first with every available module, then in assign_modules' stage e when modules ran short).
+    Leaves the bounds in ``up_r``/``lo_r``, the decision in ``p`` and ``desired`` and its size in ``need``;
+    returns (marginal class index or -1, budget bound code)."""
+    for g in range(reach.shape[0]):
+        up_r[g] = min(upper[g], reach[g])
+        lo_r[g] = max(lower[g], -reach[g])
+    _, _, _, _, marginal, budget_bound = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members,
+                                                      keys, depth, sel)
+    for g in range(reach.shape[0]):
+        need[g] = abs(p[g])
+        desired[g] = p[g]
+    return marginal, budget_bound
+
+
+@njit
 def key_less(h1, w1, g1, h2, w2, g2):
     """(have, -want, gun) order of the short-gun heap (one class at a time: the priority is the same)."""
     return h1 < h2 or (h1 == h2 and (w1 > w2 or (w1 == w2 and g1 < g2)))
@@ -623,8 +641,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
     mi = np.empty((3, nm), dtype=np.int64)
     came_from, seen, queue = mi[0], mi[1], mi[2]
     own_kw = np.empty(nm)  # capacity of each module at the gun it is switched to
-    gf = np.empty((3, n))
-    have, left, incoming_of = gf[0], gf[1], gf[2]
+    gf = np.empty((4, n))
+    have, left, incoming_of, bound = gf[0], gf[1], gf[2], gf[3]
     gb = np.empty((2, n), dtype=np.bool_)
     short, stuck = gb[0], gb[1]
     for m in range(nm):
@@ -805,14 +823,9 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
                 kw = pair_kw[gg_pair[k]]
                 if kw > 0.0:
                     b += free[gg_grp[k]] * kw
-            b += have[g] + incoming_of[g]
-            up_r[g] = min(upper[g], b)
-            lo_r[g] = max(lower[g], -b)
-        _, _, _, _, marginal, budget_bound = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p,
-                                                          members, keys, depth, sel)
-        for g in range(n):
-            need[g] = abs(p[g])
-            desired[g] = p[g]
+            bound[g] = b + have[g] + incoming_of[g]
+        marginal, budget_bound = decide_within_reach(st, bound, upper, lower, eff, cls_order, cls_start, n_cls, p,
+                                                     members, keys, depth, sel, up_r, lo_r, need, desired)
         stamp, count = cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun,
                              surplus_s, have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from,
                              queue, stamp)
@@ -916,14 +929,9 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
                     count += 1.0
             for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
                 reach[grp_guns[k]] += count * pair_kw[k]
+        marginal1, budget_bound1 = decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p,
+                                                       members, keys, depth, sel, up_r, lo_r, need, desired)
         for g in range(n):
-            up_r[g] = min(upper[g], reach[g])
-            lo_r[g] = max(lower[g], -reach[g])
-        _, _, _, _, marginal1, budget_bound1 = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p,
-                                                            members, keys, depth, sel)
-        for g in range(n):
-            need[g] = abs(p[g])
-            desired[g] = p[g]
             want[g] = up_r[g] if p[g] >= 0.0 else -lo_r[g]  # ties of the module order: who would use more
         mod_gun = np.empty(nm, dtype=np.int64)
         draining = np.empty(nm, dtype=np.bool_)

@@ -582,16 +582,18 @@ def allocate(inp: AllocationInput) -> Allocation:
             if mod.available:
                 for g in mod.allowed:
                     reach[g] += module_kw_at(mod, inp.guns[g].voltage_v)
-        desired = decide_power(inp, [min(u, r) for u, r in zip(upper, reach)], [max(v, -r) for v, r in zip(lower, reach)])
-        want = [min(u, r) if d >= 0 else min(-v, r) for u, v, r, d in zip(upper, lower, reach, desired.p)]
 
         def redecide(bound: list[float]) -> list[float]:
+            """The power step with each gun bounded by the capacity it can reach (first with every available
+            module, then from assign_modules when modules ran short)."""
             nonlocal desired, reach
             desired = decide_power(inp, [min(u, b) for u, b in zip(upper, bound)], [max(v, -b) for v, b in zip(lower, bound)])
             reach = bound  # the capacities are now sized to this decision
             return desired.p
 
-        st, module_cap = assign_modules(inp, desired.p, want, redecide)
+        first = redecide(reach)
+        want = [min(u, r) if d >= 0 else min(-v, r) for u, v, r, d in zip(upper, lower, reach, first)]
+        st, module_cap = assign_modules(inp, first, want, redecide)
         mod_results = tuple(
             ModuleResult(m.id, st.gun[i], st.draining[i], st.surplus_s[i]) for i, m in enumerate(inp.modules)
         )
