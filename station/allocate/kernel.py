@@ -25,8 +25,8 @@ from station.allocate.layout import (
     S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID, S_MAX_CHARGE,
     S_MAX_DISCHARGE, S_MOD_HOLD, S_MOD_IDLE_A, S_MOD_MARGIN, S_RAMP, S_RESERVE, S_SOC, S_SOC_MAX,
     S_SOC_MIN, S_SOC_TARGET, S_SUPPORT_MAX, S_TARGET, SO_BESS, SO_FLAGS, SO_GRID, SO_SHORTFALL,
-    SO_UNSERVED, T_GG_GRP, T_GG_PAIR, T_GG_PTR, T_GRP_GUNS, T_GRP_MEM, T_GRP_PTR, T_GRP_REP, T_GRP_START,
-    T_GUN_MODS, T_GUN_PTR, T_MOD_GUNS, T_MOD_PTR,
+    SO_UNSERVED, T_COMP_START, T_GG_GRP, T_GG_PAIR, T_GG_PTR, T_GRP_GUNS, T_GRP_MEM, T_GRP_PTR, T_GRP_REP,
+    T_GRP_START, T_GUN_COMP, T_GUN_MODS, T_GUN_PTR, T_MOD_GUNS, T_MOD_PTR,
 )
 from station.allocate.model import MODULE_ROUNDS
 
@@ -496,13 +496,53 @@ def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
 
 
 @njit
-def cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, surplus_s, have, stuck,
+def any_short(have, need):
+    """Whether some gun has less capacity than it needs."""
+    for g in range(have.shape[0]):
+        if have[g] < need[g] - EPS:
+            return True
+    return False
+
+
+@njit
+def order_by_component(gun_in, topo, cls_order, by_comp, runs):
+    """The guns by component of the switch matrix, in class order within each (a stable counting sort of
+    ``cls_order``), into ``by_comp``; the starts of its runs of one class of one component into ``runs``
+    (n_runs + 1 entries, at most n + 1). Returns n_runs. What cover serves one heap at a time."""
+    gun_comp = segment(topo, T_GUN_COMP)
+    comp_start = segment(topo, T_COMP_START)
+    n = cls_order.shape[0]
+    pos = comp_start[:-1].copy()
+    for k in range(n):
+        g = cls_order[k]
+        c = gun_comp[g]
+        by_comp[pos[c]] = g
+        pos[c] += 1
+    n_runs = 0
+    for k in range(n):
+        g = by_comp[k]
+        prev = by_comp[k - 1]
+        if k == 0 or gun_comp[g] != gun_comp[prev] or gun_in[g, G_PRIORITY] != gun_in[prev, G_PRIORITY]:
+            runs[n_runs] = k
+            n_runs += 1
+    runs[n_runs] = n
+    return n_runs
+
+
+@njit
+def cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun, surplus_s, have, stuck,
           fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, stamp):
     """Stage c) of assign_modules (reference: ``cover``): free modules to the short guns, one at a time:
     highest class, then least capacity, then the one that would use more (want), then index; a gun with
     no free module in reach tries an augmenting path over modules switched in by this call (``fresh``).
     Capacities only grow here, so the classes can be served one after the other, each with its own heap
     keyed (have, -want, gun): the same order as one heap keyed (priority, have, -want, gun), shallower.
+    And a component of the switch matrix shares no module with another (layout.T_GUN_COMP): whatever is
+    done for one changes no key, cursor or path of another, so each component is served on its own, one
+    heap per class in it: the same switch-ins as the station-wide order, with heaps of a cabinet's guns
+    instead of a class's (a sift per switch-in is most of a full reassignment's cost). ``by_comp`` holds
+    the guns by component, in class order within each; ``runs[r]:runs[r + 1]`` is one class of one
+    component (order_by_component).
     Every short gun of the class that is not stuck has an entry with its current key; the top stays in
     place while it is served and is then re-keyed in place (one sift instead of a pop and a push).
 
@@ -518,11 +558,13 @@ def cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want
     grp_end = grp_start[1:]
     heap_cap = hh.shape[0]
     count = 0
-    for c in range(n_cls):
-        pc = gun_in[cls_order[cls_start[c]], G_PRIORITY]
+    for r in range(n_runs):
+        c0 = runs[r]
+        c1 = runs[r + 1]
+        pc = gun_in[by_comp[c0], G_PRIORITY]
         size = 0
-        for k in range(cls_start[c], cls_start[c + 1]):
-            g = cls_order[k]
+        for k in range(c0, c1):
+            g = by_comp[k]
             if have[g] < need[g] - EPS:
                 size = heap_push(hh, hw, hg, size, have[g], want[g], g)
         while size > 0:
@@ -594,8 +636,8 @@ def cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want
                     m = prev
             if size + touched + 2 > heap_cap:  # rebuild without the stale entries (g's included)
                 size = 0
-                for k in range(cls_start[c], cls_start[c + 1]):
-                    h = cls_order[k]
+                for k in range(c0, c1):
+                    h = by_comp[k]
                     if not stuck[h] and have[h] < need[h] - EPS:
                         size = heap_push(hh, hw, hg, size, have[h], want[h], h)
             elif have[g] < need[g] - EPS:
@@ -714,8 +756,14 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
     hh = heap_f[0]
     hw = heap_f[1]
     hg = np.empty(2 * (n + nm) + 4, dtype=np.int64)
-    stamp, _ = cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun, surplus_s,
-                     have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, 0)
+    by_comp = np.empty(n, dtype=np.int64)
+    runs = np.empty(n + 1, dtype=np.int64)
+    n_runs = -1  # ordered when a gun first needs covering: most cycles none does
+    stamp = 0
+    if any_short(have, need):
+        n_runs = order_by_component(gun_in, topo, cls_order, by_comp, runs)
+        stamp, _ = cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun, surplus_s,
+                         have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, 0)
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
@@ -801,15 +849,10 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
     marginal = -1
     budget_bound = GRID
     free = came_from  # scratch: free modules per group (came_from is rewritten by each search before use)
-    while rounds < MODULE_ROUNDS:
-        short_any = False
-        for g in range(n):
-            if have[g] < need[g] - EPS:
-                short_any = True
-                break
-        if not short_any:
-            break
+    while rounds < MODULE_ROUNDS and any_short(have, need):
         rounds += 1
+        if n_runs < 0:  # stage d made a gun short
+            n_runs = order_by_component(gun_in, topo, cls_order, by_comp, runs)
         for gr in range(n_grp):
             k = 0
             for i in range(grp_start[gr], grp_start[gr + 1]):
@@ -826,7 +869,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_k
             bound[g] = b + have[g] + incoming_of[g]
         marginal, budget_bound = decide_within_reach(st, bound, upper, lower, eff, cls_order, cls_start, n_cls, p,
                                                      members, keys, depth, sel, up_r, lo_r, need, desired)
-        stamp, count = cover(gun_in, mod_in, topo, cls_order, cls_start, n_cls, pair_kw, need, want, mod_gun,
+        stamp, count = cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun,
                              surplus_s, have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from,
                              queue, stamp)
         if count == 0:

@@ -100,4 +100,7 @@ T_GRP_MEM = 8  # modules by group, in index order within a group
 T_GG_PTR = 9  # CSR gun -> the groups it reaches ...
 T_GG_GRP = 10
 T_GG_PAIR = 11  # ... and the pair index of each, into the T_GRP_GUNS order
-T_SEGMENTS = 12
+T_GUN_COMP = 12  # gun -> its component of the switch matrix (the guns that share modules, directly or through
+#                  other guns; numbered by lowest gun): the module assignment of one never touches another's
+T_COMP_START = 13  # component -> start of its guns in an order by component (n_components + 1 entries)
+T_SEGMENTS = 14

@@ -55,6 +55,31 @@ def csr(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.nda
     return mod_ptr, mod_guns, gun_ptr, gun_mods
 
 
+def components(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of the switch matrix: each gun's component (numbered in order of their lowest
+    gun) and where each component's guns start in an order by component. Guns of different components
+    share no module, so the kernel covers them with one small heap each instead of one station-wide heap
+    (the same result: nothing one component does changes another's keys)."""
+    parent = list(range(n_guns))
+
+    def root(g: int) -> int:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    for guns in allowed:
+        gs = sorted(guns)
+        for g in gs[1:]:
+            a, b = root(gs[0]), root(g)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    number: dict[int, int] = {}
+    gun_comp = np.array([number.setdefault(root(g), len(number)) for g in range(n_guns)], dtype=np.int64)
+    sizes = np.bincount(gun_comp, minlength=len(number)) if n_guns else np.zeros(0, dtype=np.int64)
+    return gun_comp, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 def groups(inp: AllocationInput) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """Group identical modules (same rating, same allowed guns): a cabinet's crossbar block is one group.
     The kernel evaluates capacity once per group and gun instead of once per module and gun."""
@@ -116,8 +141,9 @@ def topology(inp: AllocationInput) -> tuple[list[int], np.ndarray]:
     gg_ptr = np.cumsum([0] + [len(x) for x in by_gun], dtype=np.int64)
     gg_grp = np.array([gr for x in by_gun for gr, _ in x], dtype=np.int64)
     gg_pair = np.array([k for x in by_gun for _, k in x], dtype=np.int64)
+    gun_comp, comp_start = components([m.allowed for m in inp.modules], n)
     segments = [mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_rep, grp_start, grp_mem, gg_ptr,
-                gg_grp, gg_pair]
+                gg_grp, gg_pair, gun_comp, comp_start]
     assert len(segments) == L.T_SEGMENTS
     bounds = np.cumsum([L.T_SEGMENTS + 1] + [len(a) for a in segments], dtype=np.int64)
     topo = np.concatenate([bounds] + [np.asarray(a, dtype=np.int64) for a in segments]).astype(np.int64)

@@ -28,6 +28,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from station.allocate import AllocationInput, BoundBy, allocate
 from station.allocate.model import GridInput, GunInput, ModuleInput
+from station.allocate.packing import components
 from station.allocate.reference import assign_modules, decide_power, gun_bounds, module_kw_at
 from tests.allocate.strategies import bess, guns
 from tests.allocate.test_properties import bess_bounds, ramp_window_top
@@ -150,6 +151,60 @@ def test_power_a_module_bound_gun_cannot_carry_goes_to_a_gun_that_can_take_a_fre
         assert [round(r.power_kw, 9) for r in out.guns] == [40.0, 60.0, 0.0], kind
         assert [r.bound_by for r in out.guns] == [BoundBy.VEHICLE, BoundBy.GRID, BoundBy.MODULES], kind
         assert round(out.grid_kw, 9) == 100.0, kind
+
+
+@st.composite
+def cabinets(draw: st.DrawFn) -> AllocationInput:
+    """Two to four cabinets that share no module, each a few guns and a few free or busy modules with
+    partial rows; priorities mixed across cabinets and modules scarce, so augmenting paths and classes
+    interleave across cabinets in the station-wide order."""
+    n_cab = draw(st.integers(2, 4))
+    sizes = [draw(st.integers(1, 3)) for _ in range(n_cab)]
+    order = draw(st.permutations(range(sum(sizes))))  # cabinets' guns interleave in index order
+    cab_guns, k = [], 0
+    for size in sizes:
+        cab_guns.append(sorted(order[k:k + size]))
+        k += size
+    mods: list[ModuleInput] = []
+    for c, own in enumerate(cab_guns):
+        for j in range(draw(st.integers(1, 4))):
+            allowed = tuple(sorted(draw(st.lists(st.sampled_from(own), min_size=1, unique=True))))
+            busy = draw(st.integers(0, 4)) == 0
+            mods.append(ModuleInput(f"C{c}.M{j}", draw(st.sampled_from([30.0, 40.0])), allowed,
+                                    gun=draw(st.sampled_from(allowed)) if busy else -1,
+                                    current_a=30.0 if busy else 0.0))
+    gs = tuple(GunInput(f"G{i}", demand_kw=draw(st.floats(0.0, 150.0)), priority=draw(st.integers(1, 3)))
+               for i in range(sum(sizes)))
+    return AllocationInput(dt_s=0.1, grid=GridInput(draw(st.floats(50.0, 1000.0))), guns=gs, modules=tuple(mods))
+
+
+@settings(max_examples=150, deadline=None)
+@given(cabinets())
+def test_cabinets_that_share_no_module_are_assigned_as_in_one_station_wide_order(inp: AllocationInput) -> None:
+    """The kernel covers each component of the switch matrix with its own heaps (packing.components);
+    the reference serves the whole station in one order. Both must switch the same modules: nothing one
+    component does changes another's keys."""
+    gun_comp, comp_start = components([m.allowed for m in inp.modules], len(inp.guns))
+    for m in inp.modules:  # guns that share a module are in one component ...
+        assert len({int(gun_comp[g]) for g in m.allowed}) == 1
+    cabinet_of = {g: m.id.split(".")[0] for m in inp.modules for g in m.allowed}
+    for g in range(len(inp.guns)):  # ... and a component never spans two cabinets
+        assert all(cabinet_of.get(h) == cabinet_of.get(g) for h in range(len(inp.guns))
+                   if gun_comp[h] == gun_comp[g] and g in cabinet_of)
+    assert comp_start[-1] == len(inp.guns) and len(comp_start) == int(gun_comp.max()) + 2
+    ref, fast = allocate(inp, "reference"), allocate(inp)
+    assert [(m.gun, m.draining) for m in fast.modules] == [(m.gun, m.draining) for m in ref.modules]
+    for a, b in zip(ref.guns, fast.guns):
+        assert b.power_kw == pytest.approx(a.power_kw, rel=1e-9, abs=1e-9)
+        assert b.bound_by == a.bound_by
+
+
+def test_components_of_the_switch_matrix_are_numbered_by_their_lowest_gun() -> None:
+    """Guns 0, 1 and 3 share modules (0-1 directly, 1-3 through another module); gun 2 has a module of
+    its own, guns 4 and 5 none: four components, numbered in order of their lowest gun."""
+    gun_comp, comp_start = components([(0, 1), (2,), (1, 3), ()], 6)
+    assert gun_comp.tolist() == [0, 0, 1, 0, 2, 3]
+    assert comp_start.tolist() == [0, 3, 4, 5, 6]
 
 
 # --------------------------------------------------------------------------------- served power (MILP)
