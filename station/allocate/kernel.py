@@ -505,12 +505,15 @@ def any_short(have, need):
 
 
 @njit
-def order_by_component(gun_in, topo, cls_order, by_comp, runs):
-    """The guns by component of the switch matrix, in class order within each (a stable counting sort of
-    ``cls_order``), into ``by_comp``; the starts of its runs of one class of one component into ``runs``
-    (n_runs + 1 entries, at most n + 1). Returns n_runs. What cover serves one heap at a time."""
+def prepare_cover(gun_in, topo, cls_order, cursor, by_comp, runs):
+    """Set up the covering pass (cover): each group's cursor at its first member; the guns by component of
+    the switch matrix, in class order within each (a stable counting sort of ``cls_order``), into
+    ``by_comp``; the starts of its runs of one class of one component into ``runs`` (n_runs + 1 entries,
+    at most n + 1). Returns n_runs."""
+    grp_start = segment(topo, T_GRP_START)
     gun_comp = segment(topo, T_GUN_COMP)
     comp_start = segment(topo, T_COMP_START)
+    cursor[:] = grp_start[:cursor.shape[0]]
     n = cls_order.shape[0]
     pos = comp_start[:-1].copy()
     for k in range(n):
@@ -521,10 +524,12 @@ def order_by_component(gun_in, topo, cls_order, by_comp, runs):
     n_runs = 0
     for k in range(n):
         g = by_comp[k]
-        prev = by_comp[k - 1]
-        if k == 0 or gun_comp[g] != gun_comp[prev] or gun_in[g, G_PRIORITY] != gun_in[prev, G_PRIORITY]:
-            runs[n_runs] = k
-            n_runs += 1
+        if k > 0:
+            prev = by_comp[k - 1]
+            if gun_comp[g] == gun_comp[prev] and gun_in[g, G_PRIORITY] == gun_in[prev, G_PRIORITY]:
+                continue
+        runs[n_runs] = k
+        n_runs += 1
     runs[n_runs] = n
     return n_runs
 
@@ -542,7 +547,7 @@ def cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_
     heap per class in it: the same switch-ins as the station-wide order, with heaps of a cabinet's guns
     instead of a class's (a sift per switch-in is most of a full reassignment's cost). ``by_comp`` holds
     the guns by component, in class order within each; ``runs[r]:runs[r + 1]`` is one class of one
-    component (order_by_component).
+    component (prepare_cover).
     Every short gun of the class that is not stuck has an entry with its current key; the top stays in
     place while it is served and is then re-keyed in place (one sift instead of a pop and a push).
 
@@ -781,7 +786,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     #    cursor[gr] walks them past those taken, which nothing frees again during the call
     #    The scratch is two blocks, filled when a gun first needs covering (most cycles none does): the
     #    short-gun heap (have, want as float rows; gun), the cursors, the guns by component and the runs
-    #    of one class of one component (order_by_component)
+    #    of one class of one component (prepare_cover)
     heap_cap = 2 * (n + nm) + 4
     heap_f = np.empty((2, heap_cap))
     hh = heap_f[0]
@@ -794,8 +799,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     n_runs = -1
     stamp = 0
     if any_short(have, need):
-        cursor[:] = grp_start[:n_grp]
-        n_runs = order_by_component(gun_in, topo, cls_order, by_comp, runs)
+        n_runs = prepare_cover(gun_in, topo, cls_order, cursor, by_comp, runs)
         stamp, _ = cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun, surplus_s,
                          have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, 0)
 
@@ -884,8 +888,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     while rounds < MODULE_ROUNDS and any_short(have, need):
         rounds += 1
         if n_runs < 0:  # stage d made a gun short
-            cursor[:] = grp_start[:n_grp]
-            n_runs = order_by_component(gun_in, topo, cls_order, by_comp, runs)
+            n_runs = prepare_cover(gun_in, topo, cls_order, cursor, by_comp, runs)
         for gr in range(n_grp):
             k = 0
             for i in range(grp_start[gr], grp_start[gr + 1]):

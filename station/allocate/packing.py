@@ -76,7 +76,7 @@ def components(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray,
                 parent[max(a, b)] = min(a, b)
     number: dict[int, int] = {}
     gun_comp = np.array([number.setdefault(root(g), len(number)) for g in range(n_guns)], dtype=np.int64)
-    sizes = np.bincount(gun_comp, minlength=len(number)) if n_guns else np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(gun_comp, minlength=len(number))
     return gun_comp, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
@@ -126,7 +126,8 @@ def topology(inp: AllocationInput) -> tuple[list[int], np.ndarray]:
     """Each module's group, and the static index arrays of the switch matrix as one ``topo`` array
     (segments in layout.T_* order)."""
     n = len(inp.guns)
-    mod_ptr, mod_guns, gun_ptr, gun_mods = csr([m.allowed for m in inp.modules], n)
+    allowed = [m.allowed for m in inp.modules]
+    mod_ptr, mod_guns, gun_ptr, gun_mods = csr(allowed, n)
     group_of, grp_ptr, grp_guns, grp_rep = groups(inp)
     n_grp = len(grp_rep)
     members: list[list[int]] = [[] for _ in range(n_grp)]
@@ -141,7 +142,7 @@ def topology(inp: AllocationInput) -> tuple[list[int], np.ndarray]:
     gg_ptr = np.cumsum([0] + [len(x) for x in by_gun], dtype=np.int64)
     gg_grp = np.array([gr for x in by_gun for gr, _ in x], dtype=np.int64)
     gg_pair = np.array([k for x in by_gun for _, k in x], dtype=np.int64)
-    gun_comp, comp_start = components([m.allowed for m in inp.modules], n)
+    gun_comp, comp_start = components(allowed, n)
     segments = [mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_rep, grp_start, grp_mem, gg_ptr,
                 gg_grp, gg_pair, gun_comp, comp_start]
     assert len(segments) == L.T_SEGMENTS
