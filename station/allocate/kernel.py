@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from station.allocate.jit import njit
+from station.allocate.jit import njit, njit_inline
 from station.allocate.layout import (
     G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
     G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GROUP, M_GUN,
@@ -39,7 +39,7 @@ VEHICLE, GUN, MODULES, GRID, RAMP, PRIORITY = 0, 1, 2, 3, 4, 5
 F_GRID_OVER_CAP, F_RAMP_LIMITED, F_TRACKING_SHORTFALL, F_BESS_SUPPORT, F_V2G_ACTIVE, F_TRACKING = 1, 2, 4, 8, 16, 32
 
 
-@njit
+@njit_inline
 def segment(topo, i):
     """Segment ``i`` (layout.T_*) of the packed topology: a view, no copy."""
     return topo[topo[i]:topo[i + 1]]
@@ -361,22 +361,21 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
     return bess, grid, shortfall, flags, marginal, budget_bound
 
 
-@njit
+@njit_inline
 def decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel, up_r,
                         lo_r, need, desired):
     """Mirror of the reference's ``redecide``: decide_power with each gun bounded by the capacity it can
     reach (first with every available module, then in assign_modules' stage e when modules ran short).
     Leaves the bounds in ``up_r``/``lo_r``, the decision in ``p`` and ``desired`` and its size in ``need``;
-    returns (marginal class index or -1, budget bound code)."""
+    returns decide_power's (bess, grid, shortfall, flags, marginal class index or -1, budget bound code)."""
     for g in range(reach.shape[0]):
         up_r[g] = min(upper[g], reach[g])
         lo_r[g] = max(lower[g], -reach[g])
-    _, _, _, _, marginal, budget_bound = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members,
-                                                      keys, depth, sel)
+    decision = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel)
     for g in range(reach.shape[0]):
         need[g] = abs(p[g])
         desired[g] = p[g]
-    return marginal, budget_bound
+    return decision
 
 
 @njit
@@ -385,7 +384,7 @@ def key_less(h1, w1, g1, h2, w2, g2):
     return h1 < h2 or (h1 == h2 and (w1 > w2 or (w1 == w2 and g1 < g2)))
 
 
-@njit
+@njit_inline
 def heap_push(hh, hw, hg, size, key_have, key_want, g):
     """Push gun g keyed (have, -want, g) onto a binary min-heap kept in three arrays (have, want, gun); returns
     the new size. The want sits beside the key rather than being looked up by gun: that lookup was a
@@ -407,7 +406,7 @@ def heap_push(hh, hw, hg, size, key_have, key_want, g):
     return size + 1
 
 
-@njit
+@njit_inline
 def heap_sift_down(hh, hw, hg, size, key_have, key_want, g):
     """Put (key_have, key_want, g) at the root's place and sift it down (the root is overwritten)."""
     i = 0
@@ -429,7 +428,7 @@ def heap_sift_down(hh, hw, hg, size, key_have, key_want, g):
     hg[i] = g
 
 
-@njit
+@njit_inline
 def heap_pop(hh, hw, hg, size):
     """Remove the top of the heap (read it before calling); returns the new size."""
     size -= 1
@@ -438,7 +437,7 @@ def heap_pop(hh, hw, hg, size):
     return size
 
 
-@njit
+@njit_inline
 def pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, cursor, mod_gun, available, idle, g,
               deficit, at_least):
     """The free module for gun g (reference.pick_free): with ``at_least`` < 0, the smallest that covers
@@ -485,7 +484,7 @@ def pick_free(gg_ptr, gg_grp, gg_pair, pair_kw, grp_ptr, grp_mem, grp_end, curso
     return big, big_kw
 
 
-@njit
+@njit_inline
 def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
     """Switch free module m in to gun g, where it carries ``kw`` (it is idle: no current flows yet)."""
     mod_gun[m] = g
@@ -495,7 +494,7 @@ def switch_in(mod_gun, surplus_s, fresh, own_kw, have, m, g, kw):
     have[g] += kw
 
 
-@njit
+@njit_inline
 def any_short(have, need):
     """Whether some gun has less capacity than it needs."""
     for g in range(have.shape[0]):
@@ -504,7 +503,7 @@ def any_short(have, need):
     return False
 
 
-@njit
+@njit_inline
 def prepare_cover(gun_in, topo, cls_order, cursor, by_comp, runs):
     """Set up the covering pass (cover): each group's cursor at its first member; the guns by component of
     the switch matrix, in class order within each (a stable counting sort of ``cls_order``), into
@@ -667,8 +666,9 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
 
     The decision the capacities are sized to is left in ``desired``, ``need`` and its bounds in
     ``up_r``/``lo_r`` (the first one, or the last re-decision of stage e, which bounds each gun by the
-    capacity it can still reach when modules ran short). Returns that decision's (marginal class index
-    or -1, budget bound code)."""
+    capacity it can still reach when modules ran short). Returns that decision as decide_power does
+    (bess, grid, shortfall, flags, marginal class index or -1, budget bound code): allocate_kernel keeps it
+    when the capacities hold it, instead of a second power step."""
     mod_ptr = segment(topo, T_MOD_PTR)
     mod_guns = segment(topo, T_MOD_GUNS)
     gun_ptr = segment(topo, T_GUN_PTR)
@@ -742,8 +742,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     for gr in range(n_grp):
         for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
             reach[grp_guns[k]] += grp_avail[gr] * pair_kw[k]
-    marginal, budget_bound = decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p,
-                                                 members, keys, depth, sel, up_r, lo_r, need, desired)
+    decision = decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys,
+                                   depth, sel, up_r, lo_r, need, desired)
     for g in range(n):
         want[g] = up_r[g] if p[g] >= 0.0 else -lo_r[g]  # ties of the module order: who would use more
 
@@ -903,8 +903,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
                 if kw > 0.0:
                     b += free[gg_grp[k]] * kw
             bound[g] = b + have[g] + incoming_of[g]
-        marginal, budget_bound = decide_within_reach(st, bound, upper, lower, eff, cls_order, cls_start, n_cls, p,
-                                                     members, keys, depth, sel, up_r, lo_r, need, desired)
+        decision = decide_within_reach(st, bound, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys,
+                                       depth, sel, up_r, lo_r, need, desired)
         stamp, count = cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun,
                              surplus_s, have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from,
                              queue, stamp)
@@ -919,7 +919,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
         mod_out[m, MO_GUN] = g
         mod_out[m, MO_DRAINING] = 1.0 if draining[m] else 0.0
         mod_out[m, MO_SURPLUS_S] = surplus_s[m]
-    return marginal, budget_bound
+    return decision
 
 
 @njit
@@ -989,19 +989,29 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     for g in range(n):
         cap[g] = math.inf
         up_r[g] = upper[g]
-    marginal1 = -1
-    budget_bound1 = GRID
-    if st[S_HAS_MODULES] > 0.5:
-        marginal1, budget_bound1 = assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper,
-                                                  lower, eff, p, members, keys, depth, sel, desired, up_r, lo_r,
-                                                  need, want, reach, mod_out)
+    sized = st[S_HAS_MODULES] > 0.5
+    bess, grid, shortfall, flags, marginal1, budget_bound1 = 0.0, 0.0, 0.0, 0, -1, GRID
+    if sized:
+        bess, grid, shortfall, flags, marginal1, budget_bound1 = assign_modules(
+            st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper, lower, eff, p, members, keys, depth, sel,
+            desired, up_r, lo_r, need, want, reach, mod_out)
 
+    # the decision the capacities were sized to stands when they keep it (reference.sized_decision_stands)
+    stands = sized
     for g in range(n):
         up[g] = min(upper[g], cap[g])
         lo[g] = max(lower[g], -cap[g])
-    bess, grid, shortfall, flags, marginal, budget_bound = decide_power(
-        st, up, lo, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel
-    )
+        d = desired[g]
+        if stands and not (d <= up[g] <= up_r[g] and lo_r[g] <= lo[g] <= d):
+            stands = False
+    if stands:
+        for g in range(n):
+            p[g] = desired[g]
+        marginal, budget_bound = marginal1, budget_bound1
+    else:
+        bess, grid, shortfall, flags, marginal, budget_bound = decide_power(
+            st, up, lo, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel
+        )
     marginal_priority = gun_in[cls_order[cls_start[marginal]], G_PRIORITY] if marginal >= 0 else math.inf
     marginal_priority1 = gun_in[cls_order[cls_start[marginal1]], G_PRIORITY] if marginal1 >= 0 else math.inf
     unserved = 0.0

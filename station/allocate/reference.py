@@ -37,6 +37,7 @@ One cycle, in order:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -568,6 +569,22 @@ def charge_bound(p: float, upper: float, limit: float, why: BoundBy, priority: i
     return dec.budget_bound
 
 
+def sized_decision_stands(
+    p: list[float], up: list[float], lo: list[float], upper: list[float], lower: list[float], reach: list[float]
+) -> bool:
+    """Whether the decision the module capacities were sized to (``p``, made with each gun within
+    [max(lower, -reach), min(upper, reach)]) is also the decision with the capacities the modules give
+    (each gun within [lo, up]): it is when the new bounds lie inside the old ones and still hold it. The
+    power step is an optimum over its bounds (served power first, max-min fair within a class, classes in
+    order, the grid target): the best point of a set stays the best of a smaller set that contains it. So
+    the second power step, which a full module reassignment would otherwise pay for, is not needed (the
+    kernel makes the same test)."""
+    for g, d in enumerate(p):
+        if not (d <= up[g] <= min(upper[g], reach[g]) and max(lower[g], -reach[g]) <= lo[g] <= d):
+            return False
+    return True
+
+
 def allocate(inp: AllocationInput) -> Allocation:
     """The whole decision for one cycle (pure: same input, same output)."""
     n = len(inp.guns)
@@ -599,7 +616,10 @@ def allocate(inp: AllocationInput) -> Allocation:
         )
     up = [min(u, c) for u, c in zip(upper, module_cap)]
     lo = [max(v, -c) for v, c in zip(lower, module_cap)]
-    dec = decide_power(inp, up, lo)
+    if desired is not None and sized_decision_stands(desired.p, up, lo, upper, lower, reach):
+        dec = copy.copy(desired)
+    else:
+        dec = decide_power(inp, up, lo)
 
     results = []
     for g, gun in enumerate(inp.guns):

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from scipy.optimize import linprog
 
 from station.allocate import Allocation, AllocationInput, Flag, allocate
-from station.allocate.reference import ac_kw, gun_bounds
+from station.allocate.reference import ac_kw, decide_power, gun_bounds
 from tests.allocate.strategies import cycle_inputs
 
 TOL = 1e-6
@@ -242,3 +242,17 @@ def test_tracking_shortfall_and_served_power_equal_the_lp_optimum(inp: Allocatio
     assert res2.status == 0, res2.message
     got = sum(r.power_kw for i, r in enumerate(out.guns) if firm[i])
     assert got == pytest.approx(-res2.fun, rel=1e-6, abs=1e-5)
+
+
+@given(cycle_inputs(with_modules=True))
+def test_keeping_the_decision_the_modules_were_sized_to_changes_nothing(inp: AllocationInput) -> None:
+    """The power step is not run a second time when the module capacities hold the decision they were
+    sized to (reference.sized_decision_stands). Running it anyway, with the capacities the modules give,
+    must find the same powers, BESS and grid: the claim that makes skipping it safe."""
+    out = allocate(inp, "reference")
+    upper, _, lower, _ = gun_bounds(inp)
+    caps = [r.module_cap_kw for r in out.guns]
+    again = decide_power(inp, [min(u, c) for u, c in zip(upper, caps)], [max(v, -c) for v, c in zip(lower, caps)])
+    assert [r.power_kw for r in out.guns] == pytest.approx(again.p, rel=1e-9, abs=1e-6)
+    assert out.bess_kw == pytest.approx(again.bess_kw, rel=1e-9, abs=1e-6)
+    assert out.grid_kw == pytest.approx(again.grid_kw, rel=1e-9, abs=1e-6)
