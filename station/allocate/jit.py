@@ -42,8 +42,12 @@ _warned_no_cache = False  # one warning per process, not one per kernel function
 
 
 def njit(fn: F) -> F:
-    """``numba.njit(cache=True, nogil=True)``, degrading to no cache when no location is writable."""
-    return _compile(fn, {})
+    """``numba.njit(cache=True, nogil=True)``, degrading to no cache when no location is writable.
+
+    Reference counting is asked for explicitly (``_nrt=True``): Numba lets a function without the option
+    inherit it from its first caller, and one called from an ``njit_noalloc`` function would then lose
+    the allocations it needs."""
+    return _compile(fn, {"_nrt": True})
 
 
 def njit_inline(fn: F) -> F:
@@ -52,6 +56,18 @@ def njit_inline(fn: F) -> F:
     argument with an atomic reference count taken and dropped (two locked instructions per array, per
     call): a three-array heap pop paid six, more than its own work (docs/benchmarks.md)."""
     return _compile(fn, {"inline": "always"})
+
+
+def njit_noalloc(fn: F) -> F:
+    """``njit`` for a function that allocates nothing (its caller passes the scratch): compiled without
+    Numba's reference counting (``_nrt=False``), so its array arguments and the views it takes of them are
+    borrowed, kept alive by the caller. Numba otherwise takes and drops an atomic reference count for each
+    array argument of every inlined helper, each a full memory barrier on x86: the module covering loop
+    paid several per switch-in, 1.2 us of a 64-gun full reassignment (docs/benchmarks.md). A function
+    compiled this way that allocates (``np.empty``, ``.copy()``, ``np.argsort``) fails to compile, so the
+    contract cannot be broken silently. ``_nrt`` is a private Numba option: tests/allocate runs every
+    kernel path against the reference, and the pinned Numba range is where it was measured."""
+    return _compile(fn, {"_nrt": False})
 
 
 def _compile(fn: F, options: dict[str, Any]) -> F:

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from station.allocate.jit import njit, njit_inline
+from station.allocate.jit import njit, njit_inline, njit_noalloc
 from station.allocate.layout import (
     G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
     G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GROUP, M_GUN,
@@ -508,13 +508,17 @@ def prepare_cover(gun_in, topo, cls_order, cursor, by_comp, runs):
     """Set up the covering pass (cover): each group's cursor at its first member; the guns by component of
     the switch matrix, in class order within each (a stable counting sort of ``cls_order``), into
     ``by_comp``; the starts of its runs of one class of one component into ``runs`` (n_runs + 1 entries,
-    at most n + 1). Returns n_runs."""
+    at most n + 1). Returns n_runs. The counting sort's next slot per component is kept in ``runs`` too
+    (there are at most n components), free until the runs are written: nothing to allocate."""
     grp_start = segment(topo, T_GRP_START)
     gun_comp = segment(topo, T_GUN_COMP)
     comp_start = segment(topo, T_COMP_START)
-    cursor[:] = grp_start[:cursor.shape[0]]
+    for gr in range(cursor.shape[0]):  # a loop, not a slice assignment: that may allocate (overlap check)
+        cursor[gr] = grp_start[gr]
     n = cls_order.shape[0]
-    pos = comp_start[:-1].copy()
+    pos = runs
+    for c in range(comp_start.shape[0] - 1):
+        pos[c] = comp_start[c]
     for k in range(n):
         g = cls_order[k]
         c = gun_comp[g]
@@ -533,7 +537,7 @@ def prepare_cover(gun_in, topo, cls_order, cursor, by_comp, runs):
     return n_runs
 
 
-@njit
+@njit_noalloc
 def cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun, surplus_s, have, stuck,
           fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from, queue, stamp):
     """Stage c) of assign_modules (reference: ``cover``): free modules to the short guns, one at a time:
@@ -655,9 +659,9 @@ def cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_
     return stamp, count
 
 
-@njit
+@njit_noalloc
 def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper, lower, eff, p, members, keys,
-                   depth, sel, desired, up_r, lo_r, need, want, reach, mod_out):
+                   depth, sel, desired, up_r, lo_r, need, want, reach, mod_out, gf, gb, mb, mi, mf, sf, si):
     """Mirror of reference.assign_modules, with the first decision (reference: ``allocate`` calls
     ``redecide`` with every available module in reach) made here, after the one pass over the modules
     that reads their state, counts the available ones per group and does stage a): one pass instead of
@@ -668,7 +672,10 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     ``up_r``/``lo_r`` (the first one, or the last re-decision of stage e, which bounds each gun by the
     capacity it can still reach when modules ran short). Returns that decision as decide_power does
     (bess, grid, shortfall, flags, marginal class index or -1, budget bound code): allocate_kernel keeps it
-    when the capacities hold it, instead of a second power step."""
+    when the capacities hold it, instead of a second power step.
+
+    It allocates nothing (jit.njit_noalloc): the scratch comes from allocate_kernel as blocks of one type
+    each (module_scratch), cut into rows and segments here."""
     mod_ptr = segment(topo, T_MOD_PTR)
     mod_guns = segment(topo, T_MOD_GUNS)
     gun_ptr = segment(topo, T_GUN_PTR)
@@ -688,20 +695,16 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     hold = st[S_MOD_HOLD]
     margin = st[S_MOD_MARGIN]
     idle_a = st[S_MOD_IDLE_A]
-    # vectors as rows of one block per type and size (one allocation each instead of one per vector)
-    mb = np.empty((5, nm), dtype=np.bool_)
     available, idle, surplus, fresh, draining = mb[0], mb[1], mb[2], mb[3], mb[4]
-    mi = np.empty((4, nm), dtype=np.int64)
     came_from, seen, queue, mod_gun = mi[0], mi[1], mi[2], mi[3]
-    mf = np.empty((2, nm))
     own_kw, surplus_s = mf[0], mf[1]  # own_kw: capacity of each module at the gun it is switched to
-    gf = np.empty((4, n))
     have, left, incoming_of, bound = gf[0], gf[1], gf[2], gf[3]
-    gb = np.empty((2, n), dtype=np.bool_)
     short, stuck = gb[0], gb[1]
     # capacity of one module of each group at each gun it reaches: evaluated once per group and gun
-    pair_kw = np.empty(grp_guns.shape[0])
-    grp_avail = np.zeros(n_grp)  # available modules per group
+    n_pairs = grp_guns.shape[0]
+    pair_kw = sf[:n_pairs]
+    grp_avail = sf[n_pairs:n_pairs + n_grp]  # available modules per group
+    grp_avail[:] = 0.0
     for gr in range(n_grp):
         for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
             pair_kw[k] = module_kw_at(mod_in, grp_rep[gr], gun_in[grp_guns[k], G_VOLTAGE])
@@ -765,7 +768,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
                 have[g] += own_kw[m]
 
     # b) surplus (highest module index first within each gun)
-    left[:] = have
+    for g in range(n):
+        left[g] = have[g]
     for m in range(nm - 1, -1, -1):
         g = mod_gun[m]
         if g >= 0 and not draining[m]:
@@ -784,18 +788,17 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
 
     # c) free modules to short guns (cover); each group's members in index order (grp_mem, static):
     #    cursor[gr] walks them past those taken, which nothing frees again during the call
-    #    The scratch is two blocks, filled when a gun first needs covering (most cycles none does): the
-    #    short-gun heap (have, want as float rows; gun), the cursors, the guns by component and the runs
-    #    of one class of one component (prepare_cover)
-    heap_cap = 2 * (n + nm) + 4
-    heap_f = np.empty((2, heap_cap))
-    hh = heap_f[0]
-    hw = heap_f[1]
-    ci = np.empty(heap_cap + n_grp + 2 * n + 1, dtype=np.int64)
-    hg = ci[:heap_cap]
-    cursor = ci[heap_cap:heap_cap + n_grp]
-    by_comp = ci[heap_cap + n_grp:heap_cap + n_grp + n]
-    runs = ci[heap_cap + n_grp + n:]
+    #    Its scratch, filled when a gun first needs covering (most cycles none does): the short-gun heap
+    #    (have, want; gun), the cursors, the guns by component and the runs of one class of one component
+    #    (prepare_cover)
+    heap_cap = (sf.shape[0] - n_pairs - n_grp) // 2
+    hh = sf[n_pairs + n_grp:n_pairs + n_grp + heap_cap]
+    hw = sf[n_pairs + n_grp + heap_cap:]
+    hg = si[:heap_cap]
+    cursor = si[heap_cap:heap_cap + n_grp]
+    by_comp = si[heap_cap + n_grp:heap_cap + n_grp + n]
+    runs = si[heap_cap + n_grp + n:heap_cap + n_grp + 2 * n + 1]
+    order = si[heap_cap + n_grp + 2 * n + 1:]  # stage d
     n_runs = -1
     stamp = 0
     if any_short(have, need):
@@ -805,7 +808,6 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
 
     # d) still short: drain from someone who can spare (in rank order of the short guns)
     n_short = 0
-    order = np.empty(n, dtype=np.int64)
     for g in range(n):
         incoming_of[g] = 0.0
         if have[g] < need[g] - EPS:
@@ -923,6 +925,19 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
 
 
 @njit
+def module_scratch(n, nm, topo):
+    """The scratch of assign_modules, one block per type and size (one allocation each instead of one per
+    vector): per gun (4 float rows, 2 bool rows), per module (5 bool, 4 int, 2 float rows), and one float
+    and one int block for the per-group and covering vectors (their layout is assign_modules')."""
+    n_pairs = topo[T_GRP_GUNS + 1] - topo[T_GRP_GUNS]
+    n_grp = topo[T_GRP_REP + 1] - topo[T_GRP_REP]
+    heap_cap = 2 * (n + nm) + 4
+    return (np.empty((4, n)), np.empty((2, n), dtype=np.bool_), np.empty((5, nm), dtype=np.bool_),
+            np.empty((4, nm), dtype=np.int64), np.empty((2, nm)), np.empty(n_pairs + n_grp + 2 * heap_cap),
+            np.empty(heap_cap + n_grp + 3 * n + 1, dtype=np.int64))
+
+
+@njit
 def charge_bound(x, upper, limit, why, priority, marginal_priority, budget_bound):
     """What bound a gun charging at ``x`` kW (reference.charge_bound): its own upper bound (``why``), the
     module ``limit``, priority, or the budget."""
@@ -992,9 +1007,10 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     sized = st[S_HAS_MODULES] > 0.5
     bess, grid, shortfall, flags, marginal1, budget_bound1 = 0.0, 0.0, 0.0, 0, -1, GRID
     if sized:
+        mg_f, mg_b, mm_b, mm_i, mm_f, ms_f, ms_i = module_scratch(n, mod_in.shape[0], topo)
         bess, grid, shortfall, flags, marginal1, budget_bound1 = assign_modules(
             st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper, lower, eff, p, members, keys, depth, sel,
-            desired, up_r, lo_r, need, want, reach, mod_out)
+            desired, up_r, lo_r, need, want, reach, mod_out, mg_f, mg_b, mm_b, mm_i, mm_f, ms_f, ms_i)
 
     # the decision the capacities were sized to stands when they keep it (reference.sized_decision_stands)
     stands = sized
