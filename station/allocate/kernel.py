@@ -18,15 +18,18 @@ import numpy as np
 
 from station.allocate.jit import njit, njit_inline, njit_noalloc
 from station.allocate.layout import (
-    G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G, G_VEHICLE_MAX,
-    G_VOLTAGE, GO_BOUND, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, M_AVAILABLE, M_CURRENT, M_DRAINING, M_GROUP, M_GUN,
-    M_IMAX, M_RATED, M_SURPLUS_S, M_VMAX, M_VMIN, MO_DRAINING, MO_GUN, MO_SURPLUS_S, S_AUX,
-    S_BESS_AVAILABLE, S_CAPACITY, S_CHARGE_MIN, S_CL_MARGIN, S_CL_SETTLE, S_CL_TOL, S_DT, S_ETA_CHARGE,
-    S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID, S_MAX_CHARGE,
-    S_MAX_DISCHARGE, S_MOD_HOLD, S_MOD_IDLE_A, S_MOD_MARGIN, S_RAMP, S_RESERVE, S_SOC, S_SOC_MAX,
-    S_SOC_MIN, S_SOC_TARGET, S_SUPPORT_MAX, S_TARGET, SO_BESS, SO_FLAGS, SO_GRID, SO_SHORTFALL,
-    SO_UNSERVED, T_COMP_START, T_GG_GRP, T_GG_PAIR, T_GG_PTR, T_GRP_GUNS, T_GRP_MEM, T_GRP_PTR, T_GRP_REP,
-    T_GRP_START, T_GUN_COMP, T_GUN_MODS, T_GUN_PTR, T_MOD_GUNS, T_MOD_PTR,
+    G_DEMAND, G_DRAW_CAP, G_EFF, G_GUN_MAX, G_IN_COLS, G_MEASURED, G_PREV_ALLOC, G_PRIORITY, G_UNDER_S, G_V2G,
+    G_VEHICLE_MAX, G_VOLTAGE, GO_BOUND, GO_COLS, GO_DRAW_CAP, GO_MODULE_CAP, GO_POWER, GO_UNDER_S, IO_GUNS,
+    IO_MODULES, IO_PARTS, IO_WORK, K_ASSIGN_B, K_COVER_I, K_CYCLE_B, K_CYCLE_I, K_MOD_B, K_MOD_I, M_AVAILABLE,
+    M_CURRENT, M_DRAINING, M_GROUP, M_GUN, M_IMAX, M_IN_COLS, M_RATED, M_SURPLUS_S, M_VMAX, M_VMIN, MO_COLS,
+    MO_DRAINING, MO_GUN, MO_SURPLUS_S, P_ASSIGN_F, P_COVER_F, P_CYCLE_F, P_GUN_IN, P_GUN_OUT, P_MOD_F, P_MOD_IN,
+    P_MOD_OUT, P_ST, P_ST_OUT, S_AUX, S_BESS_AVAILABLE, S_CAPACITY, S_CHARGE_MIN, S_CL_MARGIN, S_CL_SETTLE,
+    S_CL_TOL, S_DT, S_ETA_CHARGE, S_ETA_DISCHARGE, S_EXPORT_CAP, S_HAS_MODULES, S_IMPORT_CAP, S_LAST_GRID,
+    S_MAX_CHARGE, S_MAX_DISCHARGE, S_MOD_HOLD, S_MOD_IDLE_A, S_MOD_MARGIN, S_RAMP, S_RESERVE, S_SOC, S_SOC_MAX,
+    S_SOC_MIN, S_SOC_TARGET, S_SUPPORT_MAX, S_TARGET, SO_BESS, SO_FLAGS, SO_GRID, SO_SHORTFALL, SO_UNSERVED,
+    T_COMP_START, T_GG_GRP, T_GG_PAIR, T_GG_PTR, T_GRP_GUNS, T_GRP_MEM, T_GRP_PTR, T_GRP_REP, T_GRP_START,
+    T_GUN_COMP, T_GUN_MODS, T_GUN_PTR, T_IO, T_MOD_GUNS, T_MOD_PTR, T_WORK, W_ASSIGN_B, W_ASSIGN_F, W_CYCLE_B,
+    W_CYCLE_F, W_CYCLE_I, W_MOD_B, W_MOD_F, W_MOD_I,
 )
 from station.allocate.model import MODULE_ROUNDS
 
@@ -50,7 +53,7 @@ def ac_kw(p, eff):
     return p / eff if p >= 0.0 else p * eff
 
 
-@njit
+@njit_noalloc
 def module_kw_at(mod_in, m, voltage_v):
     if math.isnan(voltage_v):
         return mod_in[m, M_RATED]
@@ -675,7 +678,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
     when the capacities hold it, instead of a second power step.
 
     It allocates nothing (jit.njit_noalloc): the scratch comes from allocate_kernel as blocks of one type
-    each (module_scratch), cut into rows and segments here."""
+    each (layout.W_ASSIGN_*, W_MOD_*; the covering parts as packing.io_parts sizes them), cut into rows
+    and segments here."""
     mod_ptr = segment(topo, T_MOD_PTR)
     mod_guns = segment(topo, T_MOD_GUNS)
     gun_ptr = segment(topo, T_GUN_PTR)
@@ -925,19 +929,6 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
 
 
 @njit
-def module_scratch(n, nm, topo):
-    """The scratch of assign_modules, one block per type and size (one allocation each instead of one per
-    vector): per gun (4 float rows, 2 bool rows), per module (5 bool, 4 int, 2 float rows), and one float
-    and one int block for the per-group and covering vectors (their layout is assign_modules')."""
-    n_pairs = topo[T_GRP_GUNS + 1] - topo[T_GRP_GUNS]
-    n_grp = topo[T_GRP_REP + 1] - topo[T_GRP_REP]
-    heap_cap = 2 * (n + nm) + 4
-    return (np.empty((4, n)), np.empty((2, n), dtype=np.bool_), np.empty((5, nm), dtype=np.bool_),
-            np.empty((4, nm), dtype=np.int64), np.empty((2, nm)), np.empty(n_pairs + n_grp + 2 * heap_cap),
-            np.empty(heap_cap + n_grp + 3 * n + 1, dtype=np.int64))
-
-
-@njit
 def charge_bound(x, upper, limit, why, priority, marginal_priority, budget_bound):
     """What bound a gun charging at ``x`` kW (reference.charge_bound): its own upper bound (``why``), the
     module ``limit``, priority, or the budget."""
@@ -950,19 +941,52 @@ def charge_bound(x, upper, limit, why, priority, marginal_priority, budget_bound
     return budget_bound
 
 
-@njit
-def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
-    """One cycle's decision. Inputs and outputs as laid out in layout.py."""
+@njit_noalloc
+def allocate_kernel(io, topo):
+    """One cycle's decision. ``io`` holds the inputs and receives the outputs, ``topo`` is the station's
+    structure and the int scratch (layout.py; packing.pack builds both). Two array arguments instead of
+    seven (each costs the Numba dispatcher ~55 ns per call), and nothing allocated: every vector is a
+    view of the scratch parts, cut here, where views cost no reference counts (jit.njit_noalloc)."""
+    at = segment(topo, T_IO)
+    work = segment(topo, T_WORK)
+    n = at[IO_GUNS]
+    nm = at[IO_MODULES]
+    io_at = at[IO_PARTS:]
+    w_at = at[IO_WORK:]
+    decide_cycle(
+        part(io, io_at, P_ST), part(io, io_at, P_GUN_IN).reshape((n, G_IN_COLS)),
+        part(io, io_at, P_MOD_IN).reshape((nm, M_IN_COLS)), topo, part(io, io_at, P_ST_OUT),
+        part(io, io_at, P_GUN_OUT).reshape((n, GO_COLS)), part(io, io_at, P_MOD_OUT).reshape((nm, MO_COLS)),
+        part(io, io_at, P_CYCLE_F).reshape((W_CYCLE_F, n)), part(io, io_at, P_ASSIGN_F).reshape((W_ASSIGN_F, n)),
+        part(io, io_at, P_MOD_F).reshape((W_MOD_F, nm)), part(io, io_at, P_COVER_F),
+        part(work, w_at, K_CYCLE_I).reshape((W_CYCLE_I, n + 1)), part(work, w_at, K_MOD_I).reshape((W_MOD_I, nm)),
+        part(work, w_at, K_COVER_I), bool_part(work, w_at, K_CYCLE_B, W_CYCLE_B, n),
+        bool_part(work, w_at, K_ASSIGN_B, W_ASSIGN_B, n), bool_part(work, w_at, K_MOD_B, W_MOD_B, nm))
+
+
+@njit_inline
+def part(buf, starts, k):
+    """Part k of ``buf``: buf[starts[k]:starts[k + 1]] (a view)."""
+    return buf[starts[k]:starts[k + 1]]
+
+
+@njit_inline
+def bool_part(work, starts, k, rows, cols):
+    """Part k of the int scratch as a (rows, cols) bool table (its bytes: a view)."""
+    return work[starts[k]:starts[k + 1]].view(np.bool_)[:rows * cols].reshape((rows, cols))
+
+
+@njit_inline
+def decide_cycle(st, gun_in, mod_in, topo, st_out, gun_out, mod_out, gf, ag_f, mm_f, cov_f, gi, mm_i, cov_i, sel, ag_b,
+                 mm_b):
+    """The decision on the parts of ``io`` and the scratch (allocate_kernel), inlined into it."""
     n = gun_in.shape[0]
     dt = st[S_DT]
-    # the per-gun vectors are rows of three blocks: one allocation per type instead of one per vector
-    # (each costs 15-40 ns, a fair share of a cycle at 64 guns: docs/benchmarks.md)
-    gf = np.empty((15, n))
+    # the per-gun vectors are rows of the scratch blocks (layout.W_CYCLE_*)
     eff, upper, lower, p, cap, desired, up_r, lo_r = gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7]
     need, up, lo, keys, depth, reach, want = gf[8], gf[9], gf[10], gf[11], gf[12], gf[13], gf[14]
-    gi = np.empty((4, n + 1), dtype=np.int64)
     why, cls_order, members, cls_start = gi[0, :n], gi[1, :n], gi[2, :n], gi[3]
-    sel = np.empty((3, n), dtype=np.bool_)  # decide_power's selections of guns
+    # sel: decide_power's selections of guns
     for g in range(n):
         eff[g] = gun_in[g, G_EFF]
         veh = min(gun_in[g, G_DEMAND], gun_in[g, G_VEHICLE_MAX])
@@ -1007,10 +1031,9 @@ def allocate_kernel(st, gun_in, mod_in, topo, st_out, gun_out, mod_out):
     sized = st[S_HAS_MODULES] > 0.5
     bess, grid, shortfall, flags, marginal1, budget_bound1 = 0.0, 0.0, 0.0, 0, -1, GRID
     if sized:
-        mg_f, mg_b, mm_b, mm_i, mm_f, ms_f, ms_i = module_scratch(n, mod_in.shape[0], topo)
         bess, grid, shortfall, flags, marginal1, budget_bound1 = assign_modules(
             st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper, lower, eff, p, members, keys, depth, sel,
-            desired, up_r, lo_r, need, want, reach, mod_out, mg_f, mg_b, mm_b, mm_i, mm_f, ms_f, ms_i)
+            desired, up_r, lo_r, need, want, reach, mod_out, ag_f, ag_b, mm_b, mm_i, mm_f, cov_f, cov_i)
 
     # the decision the capacities were sized to stands when they keep it (reference.sized_decision_stands)
     stands = sized

@@ -1,9 +1,14 @@
 """Column layout of the packed arrays the Numba kernel reads and writes.
 
-Numba charges ~0.1 us per array argument at each call, so the kernel takes a handful of 2-D float
-arrays instead of dozens of vectors. Integers (priorities, gun indices, flags) are stored as floats;
-they are small and exact. This module is the one place that names the columns: the kernel and
-``packing.py`` both import it.
+Numba charges ~55 ns per array argument at each call (docs/benchmarks.md), so the kernel takes two:
+one float64 buffer ``io`` and the int64 ``topo``. ``io`` is cut into the station scalars in and out
+(``st``, ``st_out``), 2-D per-gun and per-module tables (``gun_in``, ``gun_out``, ``mod_in``,
+``mod_out``, rows C-contiguous) and the kernel's float scratch; ``topo`` holds the station's static
+structure (segments T_*) and, in its last segment, the kernel's int and bool scratch. Where each part
+starts is in the T_IO segment, so ``packing.py`` alone decides it; the kernel allocates nothing per
+call (a control cycle without malloc). Integers (priorities, gun indices, flags) are stored as floats
+in ``io``; they are small and exact. This module is the one place that names the columns and parts:
+the kernel and ``packing.py`` both import it.
 """
 
 # per gun, inputs (gun_in[g, col])
@@ -103,4 +108,26 @@ T_GG_PAIR = 11  # ... and the pair index of each, into the T_GRP_GUNS order
 T_GUN_COMP = 12  # gun -> its component of the switch matrix (the guns that share modules, directly or through
 #                  other guns; numbered by lowest gun): the module assignment of one never touches another's
 T_COMP_START = 13  # component -> start of its guns in an order by component (n_components + 1 entries)
-T_SEGMENTS = 14
+T_IO = 14  # the gun and module counts and where each part of io and of the scratch starts (IO_* index it)
+T_WORK = 15  # the kernel's int and bool scratch: rewritten at every call, so a Packed serves one call at a time
+T_SEGMENTS = 16
+
+# the T_IO segment
+IO_GUNS = 0
+IO_MODULES = 1
+IO_PARTS = 2  # part k of io is io[at[IO_PARTS + k]:at[IO_PARTS + k + 1]], k one of P_* (at: the T_IO segment)
+P_ST, P_ST_OUT, P_GUN_IN, P_GUN_OUT, P_MOD_IN, P_MOD_OUT = 0, 1, 2, 3, 4, 5
+P_CYCLE_F, P_ASSIGN_F, P_MOD_F, P_COVER_F = 6, 7, 8, 9  # float scratch: rows of W_* below
+IO_WORK = IO_PARTS + 11  # part k of the T_WORK segment starts at at[IO_WORK + k], k one of K_*
+K_CYCLE_I, K_MOD_I, K_COVER_I, K_CYCLE_B, K_ASSIGN_B, K_MOD_B = 0, 1, 2, 3, 4, 5  # the _B parts: bytes (bool)
+IO_LEN = IO_WORK + 7
+
+# rows of the scratch parts (per gun: n columns, n + 1 for W_CYCLE_I; per module: one per module)
+W_CYCLE_F = 15  # allocate_kernel's per-gun vectors
+W_ASSIGN_F = 4  # assign_modules' per-gun vectors
+W_MOD_F = 2
+W_CYCLE_I = 4
+W_MOD_I = 4
+W_CYCLE_B = 3  # decide_power's selections of guns
+W_ASSIGN_B = 2
+W_MOD_B = 5

@@ -23,19 +23,24 @@ from station.allocate.model import (
 )
 
 
-@dataclass
-class Packed:  # noqa: D101 - see module docstring
+@dataclass(frozen=True)
+class Packed:
+    """The kernel's two arrays, and named views of the parts of ``io`` (layout.py). The views share
+    ``io``'s memory: write into them in place (frozen, so a view cannot be replaced by an array the
+    kernel never sees)."""
+
+    io: np.ndarray  # every input and output, float64
+    topo: np.ndarray  # switch matrix, module groups, where the parts of io start, int scratch (layout.T_*)
     st: np.ndarray
-    gun_in: np.ndarray
-    mod_in: np.ndarray
-    topo: np.ndarray  # static: switch matrix and module groups (layout.T_*)
     st_out: np.ndarray
+    gun_in: np.ndarray
     gun_out: np.ndarray
+    mod_in: np.ndarray
     mod_out: np.ndarray
 
-    def args(self) -> tuple[np.ndarray, ...]:
+    def args(self) -> tuple[np.ndarray, np.ndarray]:
         """Arguments of ``kernel.allocate_kernel`` in order."""
-        return (self.st, self.gun_in, self.mod_in, self.topo, self.st_out, self.gun_out, self.mod_out)
+        return (self.io, self.topo)
 
 
 def csr(allowed: list[tuple[int, ...]], n_guns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -99,11 +104,31 @@ def groups(inp: AllocationInput) -> tuple[list[int], np.ndarray, np.ndarray, np.
     return group_of, grp_ptr, grp_guns, np.array(reps, dtype=np.int64)
 
 
+def io_parts(n: int, nm: int, n_pairs: int, n_grp: int) -> tuple[list[int], list[int]]:
+    """Where each part of ``io`` starts (layout.P_*, then the end) and where each part of the int scratch
+    starts (layout.K_*, then the end; a bool part takes whole int64 words). The covering parts' inner
+    layout is kernel.assign_modules': the short-gun heap (at most 2 (n + nm) + 4 entries), the group
+    cursors, guns by component, runs and the short guns of stage d."""
+    heap_cap = 2 * (n + nm) + 4
+    floats = [L.S_IN_LEN, L.SO_LEN, n * L.G_IN_COLS, n * L.GO_COLS, nm * L.M_IN_COLS, nm * L.MO_COLS,
+              L.W_CYCLE_F * n, L.W_ASSIGN_F * n, L.W_MOD_F * nm, n_pairs + n_grp + 2 * heap_cap]
+    words = [L.W_CYCLE_I * (n + 1), L.W_MOD_I * nm, heap_cap + n_grp + 3 * n + 1,
+             -(-L.W_CYCLE_B * n // 8), -(-L.W_ASSIGN_B * n // 8), -(-L.W_MOD_B * nm // 8)]
+    return [int(x) for x in np.cumsum([0] + floats)], [int(x) for x in np.cumsum([0] + words)]
+
+
 def pack(inp: AllocationInput) -> Packed:
     n, nm = len(inp.guns), len(inp.modules)
-    st = np.zeros(L.S_IN_LEN)
-    gi = np.zeros((n, L.G_IN_COLS))
-    mi = np.zeros((nm, L.M_IN_COLS))
+    group_of, topo = topology(inp)
+    at = topo[topo[L.T_IO] + L.IO_PARTS:]
+    io = np.zeros(int(at[L.P_COVER_F + 1]))
+
+    def part(k: int) -> np.ndarray:
+        return io[at[k]:at[k + 1]]
+
+    st, so = part(L.P_ST), part(L.P_ST_OUT)
+    gi, go = part(L.P_GUN_IN).reshape(n, L.G_IN_COLS), part(L.P_GUN_OUT).reshape(n, L.GO_COLS)
+    mi, mo = part(L.P_MOD_IN).reshape(nm, L.M_IN_COLS), part(L.P_MOD_OUT).reshape(nm, L.MO_COLS)
     for g, gun in enumerate(inp.guns):
         gi[g] = _gun_row(gun)
     for m, mod in enumerate(inp.modules):
@@ -117,14 +142,13 @@ def pack(inp: AllocationInput) -> Packed:
         mi[m, L.M_DRAINING] = 1.0 if mod.draining else 0.0
         mi[m, L.M_SURPLUS_S] = mod.surplus_s
     fill_station(st, inp)
-    group_of, topo = topology(inp)
     mi[:, L.M_GROUP] = group_of
-    return Packed(st, gi, mi, topo, np.zeros(L.SO_LEN), np.zeros((n, L.GO_COLS)), np.zeros((nm, L.MO_COLS)))
+    return Packed(io, topo, st, so, gi, go, mi, mo)
 
 
 def topology(inp: AllocationInput) -> tuple[list[int], np.ndarray]:
-    """Each module's group, and the static index arrays of the switch matrix as one ``topo`` array
-    (segments in layout.T_* order)."""
+    """Each module's group, and the static index arrays of the switch matrix, the io layout and the
+    kernel's int scratch as one ``topo`` array (segments in layout.T_* order)."""
     n = len(inp.guns)
     allowed = [m.allowed for m in inp.modules]
     mod_ptr, mod_guns, gun_ptr, gun_mods = csr(allowed, n)
@@ -143,8 +167,11 @@ def topology(inp: AllocationInput) -> tuple[list[int], np.ndarray]:
     gg_grp = np.array([gr for x in by_gun for gr, _ in x], dtype=np.int64)
     gg_pair = np.array([k for x in by_gun for _, k in x], dtype=np.int64)
     gun_comp, comp_start = components(allowed, n)
+    floats, words = io_parts(n, len(inp.modules), len(grp_guns), n_grp)
+    io = [n, len(inp.modules)] + floats + words
+    assert len(io) == L.IO_LEN
     segments = [mod_ptr, mod_guns, gun_ptr, gun_mods, grp_ptr, grp_guns, grp_rep, grp_start, grp_mem, gg_ptr,
-                gg_grp, gg_pair, gun_comp, comp_start]
+                gg_grp, gg_pair, gun_comp, comp_start, io, np.zeros(words[-1], dtype=np.int64)]
     assert len(segments) == L.T_SEGMENTS
     bounds = np.cumsum([L.T_SEGMENTS + 1] + [len(a) for a in segments], dtype=np.int64)
     topo = np.concatenate([bounds] + [np.asarray(a, dtype=np.int64) for a in segments]).astype(np.int64)
