@@ -62,10 +62,59 @@ def module_kw_at(mod_in, m, voltage_v):
     return min(mod_in[m, M_RATED], mod_in[m, M_IMAX] * voltage_v / 1000.0)
 
 
-@njit
-def fill_up(members, count, upper, eff, budget, p, keys):
-    """Water-fill ``budget`` over members[:count] charging in [0, upper]; returns what is left. ``keys`` is
-    scratch of at least ``count``."""
+SORT_RUN = 16  # stable_argsort: runs of this many are insertion-sorted before the merges
+
+
+@njit_inline
+def key_after(a, b):
+    """Whether key a sorts after key b: a > b, NaN after every number (np.argsort's order)."""
+    return a > b or (a != a and b == b)
+
+
+@njit_noalloc
+def stable_argsort(keys, count, order, tmp):
+    """order[:count] = the indices of keys[:count] in ascending order, ties by index, NaN last (what
+    ``np.argsort(kind="stable")`` gives), without allocating: runs of SORT_RUN insertion-sorted, then
+    bottom-up merges between ``order`` and ``tmp`` (scratch of at least ``count``). np.argsort allocates
+    its result, and an allocating function pays reference counts at every call (jit.njit_noalloc)."""
+    for i in range(count):
+        order[i] = i
+    for lo in range(0, count, SORT_RUN):
+        end = min(lo + SORT_RUN, count)
+        for i in range(lo + 1, end):
+            x = order[i]
+            kx = keys[x]
+            j = i - 1
+            while j >= lo and key_after(keys[order[j]], kx):
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = x
+    width = SORT_RUN
+    in_tmp = False  # where the sorted runs are
+    while width < count:
+        src, dst = (tmp, order) if in_tmp else (order, tmp)
+        for lo in range(0, count, 2 * width):
+            mid = min(lo + width, count)
+            hi = min(lo + 2 * width, count)
+            i, j = lo, mid
+            for k in range(lo, hi):
+                if j >= hi or (i < mid and not key_after(keys[src[i]], keys[src[j]])):
+                    dst[k] = src[i]  # the left run's first unless the right's sorts strictly before it
+                    i += 1
+                else:
+                    dst[k] = src[j]
+                    j += 1
+        in_tmp = not in_tmp
+        width *= 2
+    if in_tmp:
+        for i in range(count):
+            order[i] = tmp[i]
+
+
+@njit_noalloc
+def fill_up(members, count, upper, eff, budget, p, keys, sort_ws):
+    """Water-fill ``budget`` over members[:count] charging in [0, upper]; returns what is left. ``keys`` and
+    the two rows of ``sort_ws`` are scratch of at least ``count``."""
     need = 0.0
     for k in range(count):
         g = members[k]
@@ -81,7 +130,8 @@ def fill_up(members, count, upper, eff, budget, p, keys):
         g = members[k]
         weight += 1.0 / eff[g]
         keys[k] = upper[g]
-    order = np.argsort(keys[:count], kind="mergesort")  # members are in index order: ties break by index
+    order = sort_ws[0]
+    stable_argsort(keys, count, order, sort_ws[1])  # members are in index order: ties break by index
     level = 0.0
     k = 0
     while k < count:
@@ -99,10 +149,10 @@ def fill_up(members, count, upper, eff, budget, p, keys):
     return 0.0
 
 
-@njit
-def fill_down(members, count, depth, eff, produce, p, keys):
+@njit_noalloc
+def fill_down(members, count, depth, eff, produce, p, keys, sort_ws):
     """Discharge members[:count] (each down to depth) to put ``produce`` AC kW on the bus, max-min fair.
-    ``keys`` is scratch of at least ``count``."""
+    ``keys`` and the two rows of ``sort_ws`` are scratch of at least ``count``."""
     can = 0.0
     for k in range(count):
         g = members[k]
@@ -118,7 +168,8 @@ def fill_down(members, count, depth, eff, produce, p, keys):
         g = members[k]
         weight += eff[g]
         keys[k] = depth[g]
-    order = np.argsort(keys[:count], kind="mergesort")
+    order = sort_ws[0]
+    stable_argsort(keys, count, order, sort_ws[1])
     level = 0.0
     k = 0
     while k < count:
@@ -136,8 +187,8 @@ def fill_down(members, count, depth, eff, produce, p, keys):
     return 0.0
 
 
-@njit
-def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p, members, keys):
+@njit_noalloc
+def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p, members, keys, sort_ws):
     """Serve classes in order (cls_order lists guns sorted by priority, grouped by cls_start), only guns
     with select[g]; returns (left, marginal priority or -1)."""
     for c in range(n_cls):
@@ -149,7 +200,7 @@ def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p,
                 count += 1
         if count == 0:
             continue
-        left = fill_up(members, count, upper, eff, budget, p, keys)
+        left = fill_up(members, count, upper, eff, budget, p, keys, sort_ws)
         short = 0.0
         for k in range(count):
             short += upper[members[k]] - p[members[k]]
@@ -159,8 +210,8 @@ def fill_up_by_class(cls_order, cls_start, n_cls, select, upper, eff, budget, p,
     return budget, -1
 
 
-@njit
-def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce, p, members, keys):
+@njit_noalloc
+def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce, p, members, keys, sort_ws):
     """Discharge the lowest class first (fair within a class), as far as the offers go."""
     for c in range(n_cls - 1, -1, -1):
         count = 0
@@ -171,7 +222,7 @@ def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce,
                 count += 1
         if count == 0:
             continue
-        produce = fill_down(members, count, depth, eff, produce, p, keys)
+        produce = fill_down(members, count, depth, eff, produce, p, keys, sort_ws)
         if produce <= EPS:
             return
 
@@ -179,8 +230,8 @@ def fill_down_by_class(cls_order, cls_start, n_cls, select, depth, eff, produce,
 PICKED_CLASSES = 8  # up to this many priority classes are picked out one by one, more are sorted
 
 
-@njit
-def priority_classes(priority, cls_order, cls_start):
+@njit_noalloc
+def priority_classes(priority, cls_order, cls_start, sort_tmp):
     """Guns in priority order, index order inside a class (a stable sort), into ``cls_order``; class c is
     cls_order[cls_start[c]:cls_start[c + 1]]. Returns the number of classes.
 
@@ -207,7 +258,7 @@ def priority_classes(priority, cls_order, cls_start):
                 k += 1
         last = lowest
     if k < n:
-        cls_order[:] = np.argsort(priority, kind="mergesort")
+        stable_argsort(priority, n, cls_order, sort_tmp)
         n_cls = 0
         for k in range(n):
             if k == 0 or priority[cls_order[k]] != priority[cls_order[k - 1]]:
@@ -217,8 +268,8 @@ def priority_classes(priority, cls_order, cls_start):
     return n_cls
 
 
-@njit
-def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel):
+@njit_noalloc
+def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel, sort_ws):
     """Mirror of reference.decide_power. Returns (bess, grid, shortfall, flags, marginal class index
     or -1, budget bound code). ``members``, ``keys``, ``depth`` (one per gun) and ``sel`` (three rows of
     one per gun) are scratch."""
@@ -282,7 +333,7 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
             hold = hi
         else:
             left, marginal = fill_up_by_class(cls_order, cls_start, n_cls, everyone, upper, eff, budget, p, members,
-                                              keys)
+                                              keys, sort_ws)
             vehicles = 0.0
             for g in range(n):
                 vehicles += ac_kw(p[g], eff[g])
@@ -337,16 +388,17 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
                 fb = vb - firm_full
                 if fb >= 0.0:
                     left, marginal = fill_up_by_class(
-                        cls_order, cls_start, n_cls, flexible, upper, eff, fb, p, members, keys
+                        cls_order, cls_start, n_cls, flexible, upper, eff, fb, p, members, keys, sort_ws
                     )
                 else:
-                    fill_down_by_class(cls_order, cls_start, n_cls, flexible, depth, eff, -fb, p, members, keys)
+                    fill_down_by_class(cls_order, cls_start, n_cls, flexible, depth, eff, -fb, p, members, keys,
+                                       sort_ws)
             else:
                 for g in range(n):
                     if flexible[g]:
                         p[g] = lower[g]
                 left, marginal = fill_up_by_class(
-                    cls_order, cls_start, n_cls, firm, upper, eff, vb - flex_min, p, members, keys
+                    cls_order, cls_start, n_cls, firm, upper, eff, vb - flex_min, p, members, keys, sort_ws
                 )
         if math.isnan(hold) or hold >= cap - EPS:
             budget_bound = GRID
@@ -365,8 +417,8 @@ def decide_power(st, upper, lower, eff, cls_order, cls_start, n_cls, p, members,
 
 
 @njit_inline
-def decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel, up_r,
-                        lo_r, need, desired):
+def decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel,
+                        sort_ws, up_r, lo_r, need, desired):
     """Mirror of the reference's ``redecide``: decide_power with each gun bounded by the capacity it can
     reach (first with every available module, then in assign_modules' stage e when modules ran short).
     Leaves the bounds in ``up_r``/``lo_r``, the decision in ``p`` and ``desired`` and its size in ``need``;
@@ -374,7 +426,8 @@ def decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cl
     for g in range(reach.shape[0]):
         up_r[g] = min(upper[g], reach[g])
         lo_r[g] = max(lower[g], -reach[g])
-    decision = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel)
+    decision = decide_power(st, up_r, lo_r, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel,
+                            sort_ws)
     for g in range(reach.shape[0]):
         need[g] = abs(p[g])
         desired[g] = p[g]
@@ -664,7 +717,7 @@ def cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_
 
 @njit_noalloc
 def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper, lower, eff, p, members, keys,
-                   depth, sel, desired, up_r, lo_r, need, want, reach, mod_out, gf, gb, mb, mi, mf, sf, si):
+                   depth, sel, sort_ws, desired, up_r, lo_r, need, want, reach, mod_out, gf, gb, mb, mi, mf, sf, si):
     """Mirror of reference.assign_modules, with the first decision (reference: ``allocate`` calls
     ``redecide`` with every available module in reach) made here, after the one pass over the modules
     that reads their state, counts the available ones per group and does stage a): one pass instead of
@@ -715,6 +768,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
 
     # a) finish drains; a faulted module leaves its gun like a drained one (with the read of the state)
     have[:] = 0.0
+    run_gr = -1
+    run_n = 0.0
     for m in range(nm):
         g = int(mod_in[m, M_GUN])
         dr = mod_in[m, M_DRAINING] > 0.5
@@ -726,8 +781,14 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
         surplus[m] = False
         fresh[m] = False
         seen[m] = 0  # stamp of the search that reached a module
+        gr = int(mod_in[m, M_GROUP])
+        if gr != run_gr:  # count a run of modules of one group in a register (a group's members are usually
+            if run_gr >= 0:  # consecutive): an add to memory per module would chain through store forwarding
+                grp_avail[run_gr] += run_n
+            run_gr = gr
+            run_n = 0.0
         if av:
-            grp_avail[int(mod_in[m, M_GROUP])] += 1.0
+            run_n += 1.0
         if g >= 0 and not av:
             dr = True
         if dr and idl:
@@ -743,6 +804,8 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
         mod_gun[m] = g
         draining[m] = dr
         surplus_s[m] = ss
+    if run_gr >= 0:
+        grp_avail[run_gr] += run_n
 
     # the first decision: bounded by what all available modules in reach could carry
     reach[:] = 0.0
@@ -750,7 +813,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
         for k in range(grp_ptr[gr], grp_ptr[gr + 1]):
             reach[grp_guns[k]] += grp_avail[gr] * pair_kw[k]
     decision = decide_within_reach(st, reach, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys,
-                                   depth, sel, up_r, lo_r, need, desired)
+                                   depth, sel, sort_ws, up_r, lo_r, need, desired)
     for g in range(n):
         want[g] = up_r[g] if p[g] >= 0.0 else -lo_r[g]  # ties of the module order: who would use more
 
@@ -910,7 +973,7 @@ def assign_modules(st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, u
                     b += free[gg_grp[k]] * kw
             bound[g] = b + have[g] + incoming_of[g]
         decision = decide_within_reach(st, bound, upper, lower, eff, cls_order, cls_start, n_cls, p, members, keys,
-                                       depth, sel, up_r, lo_r, need, desired)
+                                       depth, sel, sort_ws, up_r, lo_r, need, desired)
         stamp, count = cover(gun_in, mod_in, topo, by_comp, runs, n_runs, pair_kw, need, want, mod_gun,
                              surplus_s, have, stuck, fresh, own_kw, available, idle, cursor, hh, hw, hg, seen, came_from,
                              queue, stamp)
@@ -986,6 +1049,7 @@ def decide_cycle(st, gun_in, mod_in, topo, st_out, gun_out, mod_out, gf, ag_f, m
     eff, upper, lower, p, cap, desired, up_r, lo_r = gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7]
     need, up, lo, keys, depth, reach, want = gf[8], gf[9], gf[10], gf[11], gf[12], gf[13], gf[14]
     why, cls_order, members, cls_start = gi[0, :n], gi[1, :n], gi[2, :n], gi[3]
+    sort_ws = gi[4:]  # stable_argsort's two rows
     # sel: decide_power's selections of guns
     for g in range(n):
         eff[g] = gun_in[g, G_EFF]
@@ -1021,7 +1085,7 @@ def decide_cycle(st, gun_in, mod_in, topo, st_out, gun_out, mod_out, gf, ag_f, m
         gun_out[g, GO_UNDER_S] = s
         gun_out[g, GO_DRAW_CAP] = dcap
 
-    n_cls = priority_classes(gun_in[:, G_PRIORITY], cls_order, cls_start)
+    n_cls = priority_classes(gun_in[:, G_PRIORITY], cls_order, cls_start, sort_ws[0])
 
     # desired: the decision the module capacities are sized to (assign_modules), for the bound of a gun at
     # its capacity
@@ -1033,7 +1097,7 @@ def decide_cycle(st, gun_in, mod_in, topo, st_out, gun_out, mod_out, gf, ag_f, m
     if sized:
         bess, grid, shortfall, flags, marginal1, budget_bound1 = assign_modules(
             st, gun_in, mod_in, topo, cls_order, cls_start, n_cls, cap, upper, lower, eff, p, members, keys, depth, sel,
-            desired, up_r, lo_r, need, want, reach, mod_out, ag_f, ag_b, mm_b, mm_i, mm_f, cov_f, cov_i)
+            sort_ws, desired, up_r, lo_r, need, want, reach, mod_out, ag_f, ag_b, mm_b, mm_i, mm_f, cov_f, cov_i)
 
     # the decision the capacities were sized to stands when they keep it (reference.sized_decision_stands)
     stands = sized
@@ -1049,7 +1113,7 @@ def decide_cycle(st, gun_in, mod_in, topo, st_out, gun_out, mod_out, gf, ag_f, m
         marginal, budget_bound = marginal1, budget_bound1
     else:
         bess, grid, shortfall, flags, marginal, budget_bound = decide_power(
-            st, up, lo, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel
+            st, up, lo, eff, cls_order, cls_start, n_cls, p, members, keys, depth, sel, sort_ws
         )
     marginal_priority = gun_in[cls_order[cls_start[marginal]], G_PRIORITY] if marginal >= 0 else math.inf
     marginal_priority1 = gun_in[cls_order[cls_start[marginal1]], G_PRIORITY] if marginal1 >= 0 else math.inf

@@ -12,7 +12,8 @@ NAN = math.nan
 
 
 @st.composite
-def guns(draw: st.DrawFn, n: int, uniform_eff: float | None, with_v2g: bool, closed_loop: bool) -> tuple[GunInput, ...]:
+def guns(draw: st.DrawFn, n: int, uniform_eff: float | None, with_v2g: bool, closed_loop: bool,
+         classes: int = 3) -> tuple[GunInput, ...]:
     out = []
     for i in range(n):
         demand = draw(st.one_of(st.just(0.0), st.floats(0.0, 400.0)))
@@ -31,7 +32,7 @@ def guns(draw: st.DrawFn, n: int, uniform_eff: float | None, with_v2g: bool, clo
                 vehicle_max_kw=draw(st.one_of(st.just(math.inf), st.floats(10.0, 500.0))),
                 gun_max_kw=draw(st.floats(20.0, 600.0)),
                 v2g_kw=v2g,
-                priority=draw(st.integers(1, 3)),
+                priority=draw(st.integers(1, classes)),
                 voltage_v=draw(st.one_of(st.just(NAN), st.floats(150.0, 950.0))),
                 efficiency=eff,
                 measured_kw=measured,
@@ -109,10 +110,13 @@ def cycle_inputs(
     with_v2g: bool = True,
     closed_loop: bool = True,
     ramp: bool | None = None,
+    n_guns: tuple[int, int] = (1, 8),
+    classes: int = 3,
 ) -> AllocationInput:
-    n = draw(st.integers(1, 8))
+    """One cycle's input: ``n_guns`` (min, max) guns in priority classes 1..``classes``."""
+    n = draw(st.integers(*n_guns))
     eff = 1.0 if unit_eff else (draw(st.floats(0.9, 1.0)) if uniform_eff else None)
-    g = draw(guns(n, eff, with_v2g, closed_loop))
+    g = draw(guns(n, eff, with_v2g, closed_loop, classes))
     mods = draw(modules(n)) if (with_modules if with_modules is not None else draw(st.booleans())) else ()
     is_tracking = tracking if tracking is not None else draw(st.booleans())
     has_ramp = ramp if ramp is not None else draw(st.booleans())

@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from station.allocate import Allocation, AllocationInput, Flag, allocate
@@ -117,6 +118,19 @@ def test_never_rules_hold_on_random_stations(inp: AllocationInput) -> None:
 
 @given(cycle_inputs())
 def test_kernel_matches_the_reference(inp: AllocationInput) -> None:
+    assert_kernel_matches_reference(inp)
+
+
+@pytest.mark.parametrize("classes", [1, 12])
+@settings(max_examples=60)
+@given(data=st.data())
+def test_kernel_matches_the_reference_on_wide_stations(classes: int, data: st.DataObject) -> None:
+    """17-48 guns: one class of more than 16 guns sorts through stable_argsort's merges; 12 classes are
+    more than the kernel picks out one by one (kernel.PICKED_CLASSES), so they are sorted."""
+    assert_kernel_matches_reference(data.draw(cycle_inputs(n_guns=(17, 48), classes=classes)))
+
+
+def assert_kernel_matches_reference(inp: AllocationInput) -> None:
     ref, fast = allocate(inp, "reference"), allocate(inp)
     assert fast.flags == ref.flags
     for name in ("bess_kw", "grid_kw", "unserved_kw", "shortfall_kw"):
