@@ -29,7 +29,7 @@ class Packed:
     ``io``'s memory: write into them in place (frozen, so a view cannot be replaced by an array the
     kernel never sees)."""
 
-    io: np.ndarray  # every input and output, float64
+    io: np.ndarray  # every input and output and the float scratch (float64): one call at a time per Packed
     topo: np.ndarray  # switch matrix, module groups, where the parts of io start, int scratch (layout.T_*)
     st: np.ndarray
     st_out: np.ndarray
